@@ -1,0 +1,25 @@
+// SPDX-License-Identifier: Apache-2.0
+// The umbrella header: the whole CPU public API of infokv (no CUDA, no ISA-specific headers).
+#pragma once
+
+#include "infokv/compressor.hpp"
+#include "infokv/concepts.hpp"
+#include "infokv/config.hpp"
+#include "infokv/element_types.hpp"
+#include "infokv/model_shape.hpp"
+#include "infokv/policy/baselines.hpp"
+#include "infokv/policy/eviction_plan.hpp"
+#include "infokv/policy/infokv_policy.hpp"
+#include "infokv/policy/scorer_policy.hpp"
+#include "infokv/scorer/layer_context.hpp"
+#include "infokv/select/budget.hpp"
+#include "infokv/select/top_k.hpp"
+#include "infokv/sequence_state.hpp"
+#include "infokv/signals.hpp"
+#include "infokv/status.hpp"
+#include "infokv/version.hpp"
+#include "infokv/view/granularity.hpp"
+#include "infokv/view/layout.hpp"
+#include "infokv/view/paged_kv_cache_view.hpp"
+#include "infokv/view/stream_view.hpp"
+#include "infokv/view/validate.hpp"

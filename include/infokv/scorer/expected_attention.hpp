@@ -1,0 +1,140 @@
+// SPDX-License-Identifier: Apache-2.0
+// Expected Attention (kvpress): model future pre-RoPE queries as a Gaussian N(mu, Sigma) per
+// query head, rotate it by the mean RoPE matrix of the next n positions, and score each key by
+// the expected (log-normal) attention softmax(k.mu'/sqrt(D) + k^T Sigma' k / (2D)), averaged over
+// the GQA group, times (score + eps) * ||v||. Sink tokens are left out of the softmax and scored
+// above every other token.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <limits>
+
+#include "infokv/concepts.hpp"
+#include "infokv/config.hpp"
+#include "infokv/simd/scalar.hpp"
+
+INFOKV_BEGIN_NAMESPACE
+
+struct expected_attention_scorer {
+  std::size_t future_positions = 512;
+  std::size_t sinks = 4;
+  bool use_covariance = true;
+  bool use_value_norm = true;
+  float epsilon = 0.0f;
+
+  [[nodiscard]] constexpr observation_needs needs() const noexcept {
+    observation_needs n;
+    n.query_stats = true;
+    n.query_covariance = use_covariance;
+    n.query_stats_skip = sinks;
+    return n;
+  }
+
+  template <kv_view View>
+  [[nodiscard]] status score(const layer_context<View>& ctx, score_matrix out) const noexcept {
+    if (ctx.query_sum == nullptr || ctx.query_count == 0) return errc::missing_signal;
+    if (use_covariance && ctx.query_outer == nullptr) return errc::missing_signal;
+    if (future_positions == 0) return errc::invalid_config;
+    const std::size_t T = ctx.num_tokens();
+    const std::size_t D = ctx.head_dim();
+    const std::size_t half = D / 2;
+    float* logits = ctx.scratch.data();
+    float* acc = logits + T;
+    float* cbar = acc + T;         // [D/2] mean cos per frequency
+    float* sbar = cbar + half;     // [D/2] mean sin
+    float* mu = sbar + half;       // [D] rotated mean
+    float* tmp = mu + D;           // [D] unrotated mean
+    float* sigma = tmp + D;        // [D x D] rotated covariance
+    float* rs = sigma + D * D;     // [D x D] R * Sigma
+    float* cov = rs + D * D;       // [D x D] Sigma
+    // Mean rotation over positions next_position .. next_position + n - 1.
+    for (std::size_t i = 0; i < half; ++i) {
+      const double freq = std::pow(ctx.rope.theta, -2.0 * static_cast<double>(i) / static_cast<double>(D));
+      double c = 0.0, s = 0.0;
+      for (std::size_t p = 0; p < future_positions; ++p) {
+        const double a = static_cast<double>(ctx.next_position + p) * freq;
+        c += std::cos(a);
+        s += std::sin(a);
+      }
+      cbar[i] = static_cast<float>(c / static_cast<double>(future_positions));
+      sbar[i] = static_cast<float>(s / static_cast<double>(future_positions));
+    }
+    // Pair (a, b) of frequency i, and y = R x on that pair: (x_a c - x_b s, x_b c + x_a s).
+    const auto pair = [&](std::size_t i, std::size_t& a, std::size_t& b) {
+      if (ctx.rope.rotate_half) {
+        a = i;
+        b = i + half;
+      } else {
+        a = 2 * i;
+        b = 2 * i + 1;
+      }
+    };
+    const auto rotate = [&](const float* x, std::size_t stride, float* y, std::size_t ystride) {
+      for (std::size_t i = 0; i < half; ++i) {
+        std::size_t a = 0, b = 0;
+        pair(i, a, b);
+        const float xa = x[a * stride], xb = x[b * stride];
+        y[a * ystride] = xa * cbar[i] - xb * sbar[i];
+        y[b * ystride] = xb * cbar[i] + xa * sbar[i];
+      }
+    };
+    const float inv_sqrt_d = 1.0f / std::sqrt(static_cast<float>(D));
+    const double n = static_cast<double>(ctx.query_count);
+    for (std::size_t h = 0; h < out.heads; ++h) {
+      std::fill(acc, acc + T, 0.0f);
+      for (std::size_t g = 0; g < ctx.group_size; ++g) {
+        const std::size_t qh = (ctx.kv_head_offset + h) * ctx.group_size + g;
+        const double* sum = ctx.query_sum + qh * D;
+        for (std::size_t d = 0; d < D; ++d) tmp[d] = static_cast<float>(sum[d] / n);
+        rotate(tmp, 1, mu, 1);
+        if (use_covariance) {
+          const double* outer = ctx.query_outer + qh * D * D;
+          for (std::size_t r = 0; r < D; ++r)
+            for (std::size_t c = 0; c < D; ++c)
+              cov[r * D + c] = static_cast<float>(outer[r * D + c] / n - (sum[r] / n) * (sum[c] / n));
+          // rs = R cov (rotate each column), sigma = rs R^T (rotate each row of rs).
+          for (std::size_t c = 0; c < D; ++c) rotate(cov + c, D, rs + c, D);
+          for (std::size_t r = 0; r < D; ++r) rotate(rs + r * D, 1, sigma + r * D, 1);
+        }
+        for (std::size_t i = 0; i < T; ++i) {
+          if (static_cast<std::size_t>(ctx.positions[i]) < sinks) {
+            logits[i] = -std::numeric_limits<float>::infinity();
+            continue;
+          }
+          const auto* k = ctx.kv.key(i, h);
+          float s = 0.0f;
+          for (std::size_t d = 0; d < D; ++d) s += to_float(k[d]) * mu[d];
+          s *= inv_sqrt_d;
+          if (use_covariance) {
+            float quad = 0.0f;
+            for (std::size_t r = 0; r < D; ++r) {
+              float row = 0.0f;
+              for (std::size_t c = 0; c < D; ++c) row += sigma[r * D + c] * to_float(k[c]);
+              quad += to_float(k[r]) * row;
+            }
+            s += quad / (2.0f * static_cast<float>(D));
+          }
+          logits[i] = s;
+        }
+        simd::softmax(simd::scalar_t{}, logits, T);
+        for (std::size_t i = 0; i < T; ++i) acc[i] += logits[i];
+      }
+      float mx = -std::numeric_limits<float>::infinity();
+      for (std::size_t i = 0; i < T; ++i) {
+        float v = acc[i] / static_cast<float>(ctx.group_size);
+        if (use_value_norm)
+          v = (v + epsilon) * std::sqrt(simd::squared_norm(simd::scalar_t{}, ctx.kv.value(i, h), D));
+        out(h, i) = v;
+        if (static_cast<std::size_t>(ctx.positions[i]) >= sinks) mx = std::max(mx, v);
+      }
+      const float sink_score = std::isfinite(mx) ? mx + 1.0f : 1.0f;
+      for (std::size_t i = 0; i < T; ++i)
+        if (static_cast<std::size_t>(ctx.positions[i]) < sinks) out(h, i) = sink_score;
+    }
+    return {};
+  }
+};
+
+INFOKV_END_NAMESPACE

@@ -1,0 +1,25 @@
+// SPDX-License-Identifier: Apache-2.0
+// KNorm: keys with a low L2 norm draw attention, so score = -||k_i||_2 (kvpress KnormPress).
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+
+#include "infokv/concepts.hpp"
+#include "infokv/config.hpp"
+#include "infokv/simd/scalar.hpp"
+
+INFOKV_BEGIN_NAMESPACE
+
+struct key_norm_scorer {
+  [[nodiscard]] constexpr observation_needs needs() const noexcept { return {}; }
+  template <kv_view View>
+  [[nodiscard]] status score(const layer_context<View>& ctx, score_matrix out) const noexcept {
+    for (std::size_t h = 0; h < out.heads; ++h)
+      for (std::size_t i = 0; i < ctx.num_tokens(); ++i)
+        out(h, i) = -std::sqrt(simd::squared_norm(simd::scalar_t{}, ctx.kv.key(i, h), ctx.head_dim()));
+    return {};
+  }
+};
+
+INFOKV_END_NAMESPACE

@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: Apache-2.0
+// R-KV for reasoning models: lambda * attention - (1 - lambda) * redundancy. Attention is the
+// mean over the last w queries of a softmax over the candidate keys of the max-over-group
+// logits, max-pooled; redundancy is, per key j, the mean cosine similarity that other keys have
+// to it (each key's most recent near-duplicate, cos > 0.5, not counted), softmaxed over tokens.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+
+#include "infokv/concepts.hpp"
+#include "infokv/config.hpp"
+#include "infokv/scorer/window_attention.hpp"
+#include "infokv/simd/scalar.hpp"
+
+INFOKV_BEGIN_NAMESPACE
+
+struct redundancy_scorer {
+  float lambda = 0.07f;       // R-KV's mix_lambda (code default)
+  std::size_t window = 8;     // observation queries
+  std::size_t kernel = 7;     // max pooling
+  float similarity_threshold = 0.5f;
+
+  [[nodiscard]] constexpr observation_needs needs() const noexcept {
+    observation_needs n;
+    n.window = window;
+    return n;
+  }
+
+  template <kv_view View>
+  [[nodiscard]] status score(const layer_context<View>& ctx, score_matrix out) const noexcept {
+    if (kernel % 2 == 0 || window == 0) return errc::invalid_config;
+    const std::size_t T = ctx.num_tokens();
+    const std::size_t D = ctx.head_dim();
+    float* logits = ctx.scratch.data();
+    float* red = logits + T;    // column means of the similarity matrix, position order
+    float* tmp = red + T;       // 2T pooling scratch, then one similarity row
+    for (std::size_t h = 0; h < out.heads; ++h) {
+      float* row = out.row(h);
+      INFOKV_TRY(detail::window_attention_mean(ctx, h, window, group_reduction::max_of_logits, true, row,
+                                               logits));
+      detail::pool_candidates(ctx, pooling::max, kernel, row, tmp);
+      // Redundancy over all tokens, taken in position order (j = rank in ctx.order).
+      std::fill(red, red + T, 0.0f);
+      for (std::size_t a = 0; a < T; ++a) {
+        const auto* ka = ctx.kv.key(ctx.order[a], h);
+        const float na = std::sqrt(simd::squared_norm(simd::scalar_t{}, ka, D)) + 1e-8f;
+        std::size_t last_similar = 0;
+        for (std::size_t b = 0; b < T; ++b) {
+          if (a == b) {
+            tmp[b] = 0.0f;
+            continue;
+          }
+          const auto* kb = ctx.kv.key(ctx.order[b], h);
+          const float nb = std::sqrt(simd::squared_norm(simd::scalar_t{}, kb, D)) + 1e-8f;
+          float dot = 0.0f;
+          for (std::size_t d = 0; d < D; ++d) dot += to_float(ka[d]) * to_float(kb[d]);
+          tmp[b] = dot / (na * nb);
+          if (tmp[b] > similarity_threshold) last_similar = b;
+        }
+        tmp[last_similar] = 0.0f;
+        for (std::size_t b = 0; b < T; ++b) red[b] += tmp[b];
+      }
+      for (std::size_t b = 0; b < T; ++b) red[b] /= static_cast<float>(T);
+      simd::softmax(simd::scalar_t{}, red, T);
+      for (std::size_t b = 0; b < T; ++b) {
+        const std::size_t slot = ctx.order[b];
+        row[slot] = lambda * row[slot] - (1.0f - lambda) * red[b];
+      }
+    }
+    return {};
+  }
+};
+
+INFOKV_END_NAMESPACE

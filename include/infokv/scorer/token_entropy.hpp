@@ -1,0 +1,32 @@
+// SPDX-License-Identifier: Apache-2.0
+// Predictive entropy H_i: the top-k entropy of the LM-head distribution that predicted token i
+// (recorded when its logits arrived; token 0 has none and gets 0). The same for every head and
+// layer.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+
+#include "infokv/concepts.hpp"
+#include "infokv/config.hpp"
+
+INFOKV_BEGIN_NAMESPACE
+
+struct token_entropy_scorer {
+  std::size_t top_k = 256;  // entropy over the k most probable entries, renormalised
+
+  [[nodiscard]] constexpr observation_needs needs() const noexcept {
+    observation_needs n;
+    n.entropy_top_k = top_k;
+    return n;
+  }
+  template <kv_view View>
+  [[nodiscard]] status score(const layer_context<View>& ctx, score_matrix out) const noexcept {
+    if (ctx.entropy == nullptr) return errc::missing_signal;
+    for (std::size_t h = 0; h < out.heads; ++h)
+      std::copy(ctx.entropy, ctx.entropy + ctx.num_tokens(), out.row(h));
+    return {};
+  }
+};
+
+INFOKV_END_NAMESPACE

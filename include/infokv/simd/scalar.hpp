@@ -1,0 +1,121 @@
+// SPDX-License-Identifier: Apache-2.0
+// The scalar reference kernels: written in the most obvious way, they are the oracle every fast
+// kernel is tested against. Keys and values of any storage type are converted to float on read.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <functional>
+#include <limits>
+
+#include "infokv/config.hpp"
+#include "infokv/element_types.hpp"
+#include "infokv/simd/isa.hpp"
+
+INFOKV_BEGIN_NAMESPACE
+namespace simd {
+
+/// sum_d x[d] * q[d], x of any KV element type.
+template <class T>
+[[nodiscard]] inline float dot(scalar_t, const T* x, const float* q, std::size_t n) noexcept {
+  float acc = 0.0f;
+  for (std::size_t i = 0; i < n; ++i) acc += to_float(x[i]) * q[i];
+  return acc;
+}
+
+template <class T>
+[[nodiscard]] inline float squared_norm(scalar_t, const T* x, std::size_t n) noexcept {
+  float acc = 0.0f;
+  for (std::size_t i = 0; i < n; ++i) {
+    const float v = to_float(x[i]);
+    acc += v * v;
+  }
+  return acc;
+}
+
+/// In-place softmax over x[0, n). -inf entries become 0; an all -inf row becomes all 0.
+inline void softmax(scalar_t, float* x, std::size_t n) noexcept {
+  if (n == 0) return;
+  float m = -std::numeric_limits<float>::infinity();
+  for (std::size_t i = 0; i < n; ++i) m = std::max(m, x[i]);
+  if (m == -std::numeric_limits<float>::infinity()) {
+    std::fill(x, x + n, 0.0f);
+    return;
+  }
+  float z = 0.0f;
+  for (std::size_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - m);
+    z += x[i];
+  }
+  const float inv = 1.0f / z;
+  for (std::size_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+/// Entropy in nats of softmax(logits) restricted to the k largest logits and renormalised over
+/// them (k >= vocab: the full distribution). -inf logits have probability 0. `scratch` holds
+/// at least min(k, n) floats... and n floats when k < n (selection copies the row).
+[[nodiscard]] inline float top_k_entropy(scalar_t, const float* logits, std::size_t n, std::size_t k,
+                                         float* scratch) noexcept {
+  if (n == 0 || k == 0) return 0.0f;
+  const std::size_t m = std::min(k, n);
+  std::copy(logits, logits + n, scratch);
+  if (m < n) std::nth_element(scratch, scratch + (m - 1), scratch + n, std::greater<float>());
+  float mx = -std::numeric_limits<float>::infinity();
+  for (std::size_t i = 0; i < m; ++i) mx = std::max(mx, scratch[i]);
+  if (mx == -std::numeric_limits<float>::infinity()) return 0.0f;
+  // H = log Z - sum_v p_v (z_v - mx), with Z = sum_v exp(z_v - mx).
+  double z = 0.0, weighted = 0.0;
+  for (std::size_t i = 0; i < m; ++i) {
+    const double d = static_cast<double>(scratch[i]) - mx;
+    const double e = std::exp(d);
+    z += e;
+    if (e > 0.0) weighted += e * d;
+  }
+  const double h = std::log(z) - weighted / z;
+  return static_cast<float>(std::max(0.0, h));
+}
+
+/// 1 - cos(a, b), clamped to [0, 2]. A zero vector has no direction: the distance is 1 (neither
+/// aligned nor opposed), except that a vector is always at distance 0 from itself.
+[[nodiscard]] inline float cosine_distance(scalar_t, const float* a, const float* b,
+                                           std::size_t n) noexcept {
+  if (a == b) return 0.0f;
+  double ab = 0.0, aa = 0.0, bb = 0.0;
+  for (std::size_t i = 0; i < n; ++i) {
+    ab += static_cast<double>(a[i]) * b[i];
+    aa += static_cast<double>(a[i]) * a[i];
+    bb += static_cast<double>(b[i]) * b[i];
+  }
+  if (aa == 0.0 || bb == 0.0) return 1.0f;
+  const double c = ab / (std::sqrt(aa) * std::sqrt(bb));
+  return static_cast<float>(std::clamp(1.0 - c, 0.0, 2.0));
+}
+
+/// 1-D average pooling, stride 1, `same` zero padding, divisor always `kernel` (PyTorch's
+/// avg_pool1d with padding = kernel / 2 and count_include_pad). kernel must be odd.
+inline void avg_pool(scalar_t, const float* in, float* out, std::size_t n, std::size_t kernel) noexcept {
+  const std::size_t half = kernel / 2;
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::size_t lo = i >= half ? i - half : 0;
+    const std::size_t hi = std::min(n, i + half + 1);
+    float s = 0.0f;
+    for (std::size_t j = lo; j < hi; ++j) s += in[j];
+    out[i] = s / static_cast<float>(kernel);
+  }
+}
+
+/// 1-D max pooling, stride 1, `same` padding with -inf (PyTorch's max_pool1d).
+inline void max_pool(scalar_t, const float* in, float* out, std::size_t n, std::size_t kernel) noexcept {
+  const std::size_t half = kernel / 2;
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::size_t lo = i >= half ? i - half : 0;
+    const std::size_t hi = std::min(n, i + half + 1);
+    float m = -std::numeric_limits<float>::infinity();
+    for (std::size_t j = lo; j < hi; ++j) m = std::max(m, in[j]);
+    out[i] = m;
+  }
+}
+
+}  // namespace simd
+INFOKV_END_NAMESPACE
