@@ -1,0 +1,12 @@
+# Fails when a header other than simd/isa.hpp tests an __AVX*__ macro.
+file(GLOB_RECURSE _hdrs ${INCLUDE_DIR}/infokv/*.hpp)
+foreach(h IN LISTS _hdrs)
+  if(h MATCHES "simd/isa.hpp$")
+    continue()
+  endif()
+  file(STRINGS ${h} _hits REGEX "__AVX")
+  if(_hits)
+    message(FATAL_ERROR "${h} tests an ISA macro: ${_hits}")
+  endif()
+endforeach()
+message(STATUS "only simd/isa.hpp tests ISA macros")

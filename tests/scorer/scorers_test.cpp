@@ -1,0 +1,259 @@
+// SPDX-License-Identifier: Apache-2.0
+// Each scorer against small cases computed by hand from its formula (DESIGN §3, kvpress).
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "infokv/infokv.hpp"
+#include "infokv/simd/scalar.hpp"
+
+namespace {
+
+using infokv::simd::scalar_t;
+using view_t = infokv::stream_view<float>;
+
+// One stream of T tokens, one KV head, head_dim 2, dense keys/values, positions 0..T-1.
+struct tiny {
+  std::vector<float> keys, values;
+  std::vector<std::int32_t> positions;
+  std::vector<std::uint32_t> order;
+  std::vector<float> queries;
+  std::vector<std::int32_t> qpos;
+  std::vector<float> scratch;
+  infokv::layer_context<view_t> ctx;
+
+  tiny(std::vector<float> k, std::vector<float> v, std::size_t group = 1) : keys(std::move(k)), values(std::move(v)) {
+    const std::size_t T = keys.size() / 2;
+    positions.resize(T);
+    std::iota(positions.begin(), positions.end(), 0);
+    order.resize(T);
+    std::iota(order.begin(), order.end(), 0u);
+    scratch.assign(infokv::policy_scratch_floats(T, 2, 1), 0.0f);
+    ctx.kv = view_t(keys.data(), values.data(), 2 * T, nullptr, 0, T, T, 1, 2);
+    ctx.group_size = group;
+    ctx.num_q_heads = group;
+    ctx.num_layers = 1;
+    ctx.positions = positions.data();
+    ctx.order = order.data();
+    ctx.num_candidates = T;
+    ctx.next_position = T;
+    ctx.scratch = scratch;
+  }
+  void window(std::vector<float> q, std::vector<std::int32_t> pos) {
+    queries = std::move(q);
+    qpos = std::move(pos);
+    ctx.window_queries = queries.data();
+    ctx.window_positions = qpos.data();
+    ctx.window_count = qpos.size();
+    ctx.newest_query = qpos.size() - 1;
+    // Candidates: tokens older than the window.
+    ctx.num_candidates = static_cast<std::size_t>(qpos.front());
+  }
+  std::vector<float> run(const auto& scorer) {
+    std::vector<float> out(positions.size());
+    infokv::score_matrix m{out.data(), 1, out.size()};
+    EXPECT_TRUE(scorer.score(ctx, m).ok());
+    return out;
+  }
+};
+
+TEST(KeyNormScorerTest, NegativeL2Norm) {
+  tiny t({3, 4, 0, 1, 0, 0}, {0, 0, 0, 0, 0, 0});
+  const auto s = t.run(infokv::key_norm_scorer{});
+  EXPECT_FLOAT_EQ(s[0], -5.0f);
+  EXPECT_FLOAT_EQ(s[1], -1.0f);
+  EXPECT_FLOAT_EQ(s[2], 0.0f);
+}
+
+TEST(RecencyScorerTest, ScoreIsThePosition) {
+  tiny t({0, 0, 0, 0, 0, 0}, {0, 0, 0, 0, 0, 0});
+  t.positions = {7, 2, 9};
+  EXPECT_EQ(t.run(infokv::recency_scorer{}), (std::vector<float>{7, 2, 9}));
+}
+
+// Keys [a_i, 0] and the query [sqrt 2, 0]: logits q.k / sqrt(2) = a_i.
+TEST(AttentionScorerTest, WindowMeanSoftmaxThenAveragePooling) {
+  const float l2 = std::log(2.0f), l3 = std::log(3.0f);
+  tiny t({0, 0, l2, 0, l3, 0, 0, 0}, std::vector<float>(8, 0.0f));
+  t.window({std::sqrt(2.0f), 0.0f}, {3});
+  infokv::attention_scorer no_pool{1, 1, infokv::pooling::none};
+  auto a = t.run(no_pool);
+  EXPECT_NEAR(a[0], 1.0f / 7, 1e-6);
+  EXPECT_NEAR(a[1], 2.0f / 7, 1e-6);
+  EXPECT_NEAR(a[2], 3.0f / 7, 1e-6);
+  EXPECT_NEAR(a[3], 1.0f / 7, 1e-6);
+  // Pooling (kernel 3, zero padding, divide by 3) over the candidates 0..2 only.
+  infokv::attention_scorer pooled{1, 3, infokv::pooling::average};
+  a = t.run(pooled);
+  EXPECT_NEAR(a[0], (1.0f + 2.0f) / 3 / 7, 1e-6);
+  EXPECT_NEAR(a[1], (1.0f + 2.0f + 3.0f) / 3 / 7, 1e-6);
+  EXPECT_NEAR(a[2], (2.0f + 3.0f) / 3 / 7, 1e-6);
+  EXPECT_NEAR(a[3], 1.0f / 7, 1e-6);  // window token: not pooled
+}
+
+TEST(AttentionScorerTest, CausalMaskAndGroupMean) {
+  // Two window queries at positions 2 and 3; the one at 2 must not see key 3.
+  // Group of 2 query heads: head 0 query [0,0] (uniform), head 1 query [sqrt2 ln2, 0].
+  const float l2 = std::log(2.0f);
+  tiny t({1, 0, 1, 0, 1, 0, 1, 0}, std::vector<float>(8, 0.0f), 2);
+  const float s2 = std::sqrt(2.0f) * l2;
+  t.window({0, 0, s2, 0, 0, 0, s2, 0}, {2, 3});
+  const auto a = t.run(infokv::attention_scorer{2, 1, infokv::pooling::none});
+  // Query at 2: head 0 uniform over keys 0..2 -> 1/3; head 1 logits all ln2 -> also 1/3.
+  // Query at 3: uniform over 4 keys -> 1/4 for both heads.
+  EXPECT_NEAR(a[0], (1.0f / 3 + 1.0f / 4) / 2, 1e-6);
+  EXPECT_NEAR(a[3], (0.0f + 1.0f / 4) / 2, 1e-6);
+}
+
+TEST(LastQueryScorerTest, AttentionOfTheNewestQuery) {
+  const float l3 = std::log(3.0f);
+  tiny t({0, 0, l3, 0, 0, 0}, std::vector<float>(6, 0.0f));
+  t.window({0, 0, std::sqrt(2.0f), 0}, {1, 2});
+  const auto a = t.run(infokv::last_query_scorer{});
+  EXPECT_NEAR(a[0], 1.0f / 5, 1e-6);
+  EXPECT_NEAR(a[1], 3.0f / 5, 1e-6);
+  EXPECT_NEAR(a[2], 1.0f / 5, 1e-6);
+}
+
+TEST(TopKEntropyTest, RenormalisedOverTheTopK) {
+  std::vector<float> scratch(16);
+  const std::vector<float> uniform(10, 0.5f);
+  EXPECT_NEAR(infokv::simd::top_k_entropy(scalar_t{}, uniform.data(), 10, 4, scratch.data()), std::log(4.0f), 1e-6);
+  EXPECT_NEAR(infokv::simd::top_k_entropy(scalar_t{}, uniform.data(), 10, 256, scratch.data()), std::log(10.0f), 1e-6);
+  // p = (.1, .2, .3, .4) from logits ln(1..4), plus two entries the top-4 leaves out.
+  const std::vector<float> z{std::log(3.0f), -50.0f, std::log(1.0f), std::log(4.0f), std::log(2.0f), -60.0f};
+  double h = 0.0;
+  for (double p : {0.1, 0.2, 0.3, 0.4}) h -= p * std::log(p);
+  EXPECT_NEAR(infokv::simd::top_k_entropy(scalar_t{}, z.data(), z.size(), 4, scratch.data()), h, 1e-6);
+  const std::vector<float> one_hot{1e30f, 0.0f, -1e30f};
+  EXPECT_EQ(infokv::simd::top_k_entropy(scalar_t{}, one_hot.data(), 3, 2, scratch.data()), 0.0f);
+}
+
+TEST(CosineDistanceTest, OneMinusCosine) {
+  const float a[2] = {1, 0}, b[2] = {0, 3}, c[2] = {-2, 0}, z[2] = {0, 0};
+  EXPECT_FLOAT_EQ(infokv::simd::cosine_distance(scalar_t{}, a, b, 2), 1.0f);
+  EXPECT_FLOAT_EQ(infokv::simd::cosine_distance(scalar_t{}, a, c, 2), 2.0f);
+  EXPECT_FLOAT_EQ(infokv::simd::cosine_distance(scalar_t{}, a, a, 2), 0.0f);
+  EXPECT_FLOAT_EQ(infokv::simd::cosine_distance(scalar_t{}, a, z, 2), 1.0f);  // zero vector: documented 1
+}
+
+TEST(InfoKvPolicyTest, MixesAttentionWithSoftmaxOfEntropyScore) {
+  const float l2 = std::log(2.0f), l3 = std::log(3.0f);
+  tiny t({0, 0, l2, 0, l3, 0, 0, 0}, std::vector<float>(8, 0.0f));
+  t.window({std::sqrt(2.0f), 0.0f}, {3});
+  const std::vector<float> H{0.0f, 2.0f, 1.0f, 5.0f}, D{0.5f, 0.0f, 1.0f, 0.0f};
+  t.ctx.entropy = H.data();
+  t.ctx.evolution = D.data();
+  t.ctx.evolution_stride = 1;
+  infokv::infokv_policy<> p;
+  p.attention = {1, 1, infokv::pooling::none};
+  p.alpha = 0.75f;
+  p.tau = 1.0f;
+  const auto s = t.run(p);
+  // E over candidates 0..2: (0.5+1)*0, (0+1)*2, (1+1)*1 = 0, 2, 2.
+  const double z = 1.0 + 2.0 * std::exp(2.0);
+  const double sm[3] = {1.0 / z, std::exp(2.0) / z, std::exp(2.0) / z};
+  const double A[4] = {1.0 / 7, 2.0 / 7, 3.0 / 7, 1.0 / 7};
+  for (int i = 0; i < 3; ++i) EXPECT_NEAR(s[static_cast<std::size_t>(i)], 0.75 * A[i] + 0.25 * sm[i], 1e-6) << i;
+  EXPECT_NEAR(s[3], 0.75 * A[3], 1e-6);  // window token: no entropy term
+  EXPECT_NEAR(p.layer_weight(t.ctx), 4.0, 1e-6);
+}
+
+TEST(ExpectedAttentionScorerTest, MeanOnlyAndCovarianceTerms) {
+  // Identity mean rotation: one future position, at position 0.
+  tiny t({1, 0, 2, 0, 0, 1}, {3, 4, 1, 0, 0, 2});
+  t.ctx.next_position = 0;
+  std::vector<double> sum{2.0, 0.0}, outer{2.0, 0.0, 0.0, 0.0};  // queries [1,0], [1,0]: mu = [1,0], Sigma = 0
+  t.ctx.query_sum = sum.data();
+  t.ctx.query_outer = outer.data();
+  t.ctx.query_count = 2;
+  infokv::expected_attention_scorer ea;
+  ea.future_positions = 1;
+  ea.sinks = 0;
+  ea.use_value_norm = false;
+  auto s = t.run(ea);
+  const double r2 = std::sqrt(2.0);
+  double e[3] = {std::exp(1 / r2), std::exp(2 / r2), 1.0};
+  double z = e[0] + e[1] + e[2];
+  for (int i = 0; i < 3; ++i) EXPECT_NEAR(s[static_cast<std::size_t>(i)], e[i] / z, 1e-6);
+  // Queries [1,0] and [-1,0]: mu = 0, Sigma = diag(1, 0); k^T Sigma k / (2D) = k0^2 / 4; times ||v||.
+  sum = {0.0, 0.0};
+  t.ctx.query_sum = sum.data();
+  ea.use_value_norm = true;
+  s = t.run(ea);
+  e[0] = std::exp(0.25), e[1] = std::exp(1.0), e[2] = 1.0;
+  z = e[0] + e[1] + e[2];
+  const double vn[3] = {5.0, 1.0, 2.0};
+  for (int i = 0; i < 3; ++i) EXPECT_NEAR(s[static_cast<std::size_t>(i)], e[i] / z * vn[i], 1e-6);
+  // Sinks are scored above everything else.
+  ea.sinks = 1;
+  s = t.run(ea);
+  EXPECT_GT(s[0], std::max(s[1], s[2]));
+}
+
+TEST(ExpectedAttentionScorerTest, RotatesTheMeanToFuturePositions) {
+  // D = 2, theta irrelevant for frequency 0 (pair 0: freq = 1); positions 5..6.
+  tiny t({1, 0, 0, 1}, {1, 0, 1, 0});
+  t.ctx.next_position = 5;
+  std::vector<double> sum{1.0, 0.0};
+  t.ctx.query_sum = sum.data();
+  t.ctx.query_count = 1;
+  infokv::expected_attention_scorer ea;
+  ea.future_positions = 2;
+  ea.sinks = 0;
+  ea.use_covariance = false;
+  ea.use_value_norm = false;
+  const auto s = t.run(ea);
+  const double c = (std::cos(5.0) + std::cos(6.0)) / 2, sn = (std::sin(5.0) + std::sin(6.0)) / 2;
+  // mu' = (c, s); logits k.mu'/sqrt2.
+  const double e0 = std::exp(c / std::sqrt(2.0)), e1 = std::exp(sn / std::sqrt(2.0));
+  EXPECT_NEAR(s[0], e0 / (e0 + e1), 1e-6);
+}
+
+TEST(RedundancyScorerTest, OlderDuplicatesAreMoreRedundant) {
+  tiny t({1, 0, 1, 0, 1, 0, 0, 1}, std::vector<float>(8, 0.0f));
+  t.window({0.0f, 0.0f}, {3});
+  infokv::redundancy_scorer r;
+  r.window = 1;
+  r.kernel = 3;
+  const auto s = t.run(r);
+  // Similarity column means (see the R-KV rule): [2, 1, 0, 0] / 4, softmaxed.
+  const double e[4] = {std::exp(0.5), std::exp(0.25), 1.0, 1.0};
+  const double z = e[0] + e[1] + e[2] + e[3];
+  const double attn[4] = {1.0 / 3, 1.0 / 3, 1.0 / 3, 0.0};  // uniform over candidates, max-pooled
+  for (int i = 0; i < 4; ++i)
+    EXPECT_NEAR(s[static_cast<std::size_t>(i)], r.lambda * attn[i] - (1 - r.lambda) * e[i] / z, 1e-6) << i;
+}
+
+TEST(AccumulatedAttentionScorerTest, ReadsTheAccumulatedRow) {
+  tiny t({0, 0, 0, 0}, {0, 0, 0, 0});
+  const std::vector<float> acc{0.25f, 9.0f, 1.5f, 7.0f};  // stride 2: head 0 at even entries
+  t.ctx.accumulated = acc.data();
+  t.ctx.accumulated_stride = 2;
+  EXPECT_EQ(t.run(infokv::accumulated_attention_scorer{}), (std::vector<float>{0.25f, 1.5f}));
+}
+
+TEST(RandomScorerTest, ReproducibleAndFreshPerEviction) {
+  tiny t(std::vector<float>(64, 0.0f), std::vector<float>(64, 0.0f));
+  const auto a = t.run(infokv::random_scorer{3});
+  EXPECT_EQ(a, t.run(infokv::random_scorer{3}));
+  EXPECT_NE(a, t.run(infokv::random_scorer{4}));
+  t.ctx.eviction_index = 1;
+  EXPECT_NE(a, t.run(infokv::random_scorer{3}));
+  for (float x : a) EXPECT_TRUE(x >= 0.0f && x < 1.0f);
+}
+
+TEST(PoolingTest, MatchesPyTorchSamePadding) {
+  const float in[4] = {1, 2, 3, 4};
+  float out[4];
+  infokv::simd::avg_pool(scalar_t{}, in, out, 4, 3);
+  EXPECT_FLOAT_EQ(out[0], 1.0f);       // (0 + 1 + 2) / 3
+  EXPECT_FLOAT_EQ(out[3], 7.0f / 3);   // (3 + 4 + 0) / 3
+  infokv::simd::max_pool(scalar_t{}, in, out, 4, 3);
+  EXPECT_FLOAT_EQ(out[0], 2.0f);
+  EXPECT_FLOAT_EQ(out[3], 4.0f);
+}
+
+}  // namespace

@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: Apache-2.0
+// Budgets, schedules and top-k selection.
+#include <algorithm>
+#include <numeric>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "../support/test_cache.hpp"
+#include "infokv/infokv.hpp"
+
+namespace {
+
+TEST(BudgetTest, RatioRoundsDownLikeKvpress) {
+  EXPECT_EQ(infokv::budget::of_ratio(0.25).keep_for(1001), 250u);  // int(1001 * 0.25)
+  EXPECT_EQ(infokv::budget::of_ratio(1.0).keep_for(7), 7u);
+  EXPECT_EQ(infokv::budget::of_tokens(64).keep_for(10000), 64u);
+}
+
+TEST(ApportionTest, ExactTotalsWithinBounds) {
+  const std::vector<double> w{1, 2, 3, 0};
+  const std::vector<std::size_t> lo{1, 1, 1, 1}, hi{100, 100, 5, 100};
+  std::vector<std::size_t> out(4);
+  std::vector<double> scratch(4);
+  ASSERT_TRUE(infokv::apportion(w, 40, lo, hi, out, scratch).ok());
+  EXPECT_EQ(std::accumulate(out.begin(), out.end(), std::size_t{0}), 40u);
+  EXPECT_EQ(out[2], 5u);  // capped; its share went to the others
+  EXPECT_EQ(out[3], 1u);  // zero weight keeps its floor
+  EXPECT_GT(out[1], out[0]);
+  EXPECT_EQ(infokv::apportion(w, 3, lo, hi, out, scratch).code(), infokv::errc::invalid_budget);
+}
+
+TEST(PyramidTest, WeightsDecreaseLinearlyAndSumToTheUniformTotal) {
+  std::vector<double> w(8);
+  infokv::pyramid_weights(8, 4096, 1024 + 64, 64, 20.0, w);
+  for (std::size_t l = 1; l < 8; ++l) EXPECT_LT(w[l], w[l - 1]);
+  EXPECT_NEAR(std::accumulate(w.begin(), w.end(), 0.0), 8.0 * 1024, 1e-6);
+  EXPECT_NEAR(w[7], 1024.0 / 20, 1e-6);  // min_num = (cap - w) / beta
+}
+
+TEST(TopKTest, DeterministicTiesPreferNewerAndNanIsLowest) {
+  const std::vector<float> s{1.0f, 2.0f, std::nanf(""), 2.0f, 1.0f};
+  const std::vector<std::int32_t> pos{0, 1, 2, 3, 4};
+  std::vector<std::uint32_t> idx(5);
+  infokv::select_top_k(s, pos, 3, idx);
+  std::vector<std::uint32_t> top(idx.begin(), idx.begin() + 3);
+  std::sort(top.begin(), top.end());
+  EXPECT_EQ(top, (std::vector<std::uint32_t>{1, 3, 4}));
+}
+
+// Schedules through the compressor: exact totals, floors, per-stream protection.
+TEST(ScheduleTest, PyramidAdaptiveAndAdaKvKeepExactTotals) {
+  const infokv::model_shape shape{.num_layers = 4, .num_q_heads = 4, .num_kv_heads = 2, .head_dim = 8,
+                                  .hidden_size = 8, .vocab_size = 16};
+  for (auto kind : {infokv::budget_schedule::pyramid, infokv::budget_schedule::infokv_adaptive,
+                    infokv::budget_schedule::adakv}) {
+    infokv::compress_config cfg;
+    cfg.granularity = kind == infokv::budget_schedule::adakv ? infokv::stream_granularity::per_layer_head
+                                                             : infokv::stream_granularity::per_layer;
+    cfg.capacity = 128;
+    cfg.sink_tokens = 2;
+    cfg.recent_tokens = 4;
+    cfg.prefill_budget = infokv::budget::of_tokens(20);
+    cfg.schedule.kind = kind;
+    auto pol = infokv::make_infokv();
+    pol.attention.window = 4;
+    pol.attention.kernel = 3;
+    pol.entropy.top_k = 8;
+    infokv::compressor comp(pol, cfg, shape);
+    ASSERT_TRUE(comp.can_implement().ok());
+    infokv_test::test_cache<float, infokv::layout_nhd> cache(shape, cfg.granularity, 1, 8, 64, 1);
+    auto st = comp.make_state();
+    infokv_test::signal_source src(shape, 2);
+    const auto sig = src.make(100, 100);
+    cache.append(0, 100, 0);
+    ASSERT_TRUE(comp.compress_prefill(cache.view(), 0, st, sig).ok());
+    cache.sync_after_compaction(st.last_plan());
+    const auto kept = cache.check_contents();
+    std::size_t total = 0;
+    std::vector<std::size_t> per_stream;
+    for (const auto& k : kept) {
+      total += k.size();
+      per_stream.push_back(k.size());
+      const std::set<std::int32_t> s(k.begin(), k.end());
+      for (std::int32_t p : {0, 1, 96, 97, 98, 99}) EXPECT_TRUE(s.count(p)) << "protected " << p;
+    }
+    EXPECT_EQ(total, cache.num_streams() * 20u) << static_cast<int>(kind);
+    if (kind == infokv::budget_schedule::pyramid) {
+      EXPECT_GT(per_stream.front(), per_stream.back());
+    } else if (kind == infokv::budget_schedule::adakv) {
+      for (std::size_t l = 0; l < 4; ++l) EXPECT_EQ(per_stream[2 * l] + per_stream[2 * l + 1], 40u);
+      for (std::size_t n : per_stream) EXPECT_GE(n, 4u);  // floor int(20 * 0.2)
+    }
+  }
+}
+
+}  // namespace
