@@ -80,6 +80,7 @@ class compressor {
   /// Checks the configuration against the model shape and the policy (no view needed).
   [[nodiscard]] status can_implement() const noexcept {
     INFOKV_TRY(shape_.check());
+    INFOKV_TRY(check_parameters(policy_));
     const std::size_t prot = config_.sink_tokens + protected_recent();
     INFOKV_TRY(config_.decode_budget.check(prot));
     INFOKV_TRY(config_.prefill_budget.check(prot));

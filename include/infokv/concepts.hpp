@@ -60,4 +60,15 @@ concept layer_weighted_policy = eviction_policy<P, View> && requires(const P& p,
   { p.layer_weight(ctx) } -> std::same_as<double>;
 };
 
+/// Runs `x.check()` when the type has one (scorers and policies with parameters to validate);
+/// types without parameters are always valid.
+template <class X>
+[[nodiscard]] constexpr status check_parameters(const X& x) noexcept {
+  if constexpr (requires { { x.check() } -> std::same_as<status>; }) {
+    return x.check();
+  } else {
+    return {};
+  }
+}
+
 INFOKV_END_NAMESPACE

@@ -296,3 +296,31 @@ TEST(StatusTest, EveryCodeHasAMessage) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(BadInputTest, PolicyParametersOutsideTheirDomain) {
+  const snapshot before = take();
+  auto run = [&](const auto& pol) {
+    infokv::compressor c(pol, config(), kShape);
+    return c.compress(view_, 0, state_, sig_).code();
+  };
+  auto p = policy();
+  p.attention.kernel = 4;  // pooling kernels are odd
+  EXPECT_EQ(run(p), errc::invalid_config);
+  p = policy();
+  p.alpha = 1.5f;
+  EXPECT_EQ(run(p), errc::invalid_config);
+  p = policy();
+  p.tau = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_EQ(run(p), errc::invalid_config);
+  p = policy();
+  p.entropy.top_k = 0;
+  EXPECT_EQ(run(p), errc::invalid_config);
+  auto ea = infokv::make_expected_attention();
+  ea.scorer.future_positions = 0;
+  EXPECT_EQ(run(ea), errc::invalid_config);
+  EXPECT_TRUE(take() == before);
+}
+
+}  // namespace

@@ -4,6 +4,7 @@
 // InfoKV with alpha = 1 against SnapKV; a user-written scorer composed into policies.
 #include <algorithm>
 #include <cstring>
+#include <map>
 #include <set>
 #include <string>
 #include <tuple>
@@ -220,30 +221,39 @@ TYPED_TEST(CompressorInvariantTest, PlanOnlyAppliedByTheEngineMatchesInPlace) {
   }
 }
 
-// The one-keep-set granularities with InfoKV alpha = 1 must select exactly SnapKV's tokens.
+// Runs two compressors on identical caches and signals for `steps` decode steps and calls
+// on_step(kept_a, kept_b, evicted_a) after each.
+template <class A, class B, class F>
+void lockstep(const A& ca, const B& cb, std::size_t steps, F&& on_step) {
+  const auto g = ca.config().granularity;
+  test_cache<float, infokv::layout_nhd> a(kShape, g, 1, 4, 64, 1), b(kShape, g, 1, 4, 64, 1);
+  auto sa = ca.make_state();
+  auto sb = cb.make_state();
+  signal_source src(kShape, 3);
+  for (std::size_t step = 0; step < steps; ++step) {
+    std::size_t max_len = 0;
+    for (std::size_t s = 0; s < a.num_streams(); ++s) max_len = std::max(max_len, sa.length(s) + 1);
+    const auto sig = src.make(1, max_len);
+    a.append(0, 1, static_cast<std::int32_t>(step));
+    b.append(0, 1, static_cast<std::int32_t>(step));
+    ASSERT_TRUE(ca.compress(a.view(), 0, sa, sig).ok());
+    ASSERT_TRUE(cb.compress(b.view(), 0, sb, sig).ok());
+    a.sync_after_compaction(sa.last_plan());
+    b.sync_after_compaction(sb.last_plan());
+    on_step(a.check_contents(), b.check_contents(), sa.last_event().evicted);
+  }
+}
+
+// Every granularity: InfoKV with alpha = 1 must select exactly SnapKV's tokens.
 TEST(InfoKvPolicyTest, AlphaOneGivesExactlySnapKvKeepSets) {
   for (auto g : {stream_granularity::per_sequence, stream_granularity::per_layer, stream_granularity::per_layer_head}) {
     const auto cfg = small_config(g);
-    infokv::compressor info(small_infokv(1.0f), cfg, kShape);
-    infokv::compressor snap(infokv::make_snapkv(6, 3), cfg, kShape);
-    test_cache<float, infokv::layout_nhd> a(kShape, g, 1, 4, 64, 1), b(kShape, g, 1, 4, 64, 1);
-    auto sa = info.make_state();
-    auto sb = snap.make_state();
-    signal_source src(kShape, 3);
-    std::size_t evictions = 0;
-    for (std::size_t step = 0; step < 150; ++step) {
-      std::size_t max_len = 0;
-      for (std::size_t s = 0; s < a.num_streams(); ++s) max_len = std::max(max_len, sa.length(s) + 1);
-      const auto sig = src.make(1, max_len);
-      a.append(0, 1, static_cast<std::int32_t>(step));
-      b.append(0, 1, static_cast<std::int32_t>(step));
-      ASSERT_TRUE(info.compress(a.view(), 0, sa, sig).ok());
-      ASSERT_TRUE(snap.compress(b.view(), 0, sb, sig).ok());
-      a.sync_after_compaction(sa.last_plan());
-      b.sync_after_compaction(sb.last_plan());
-      ASSERT_EQ(a.check_contents(), b.check_contents()) << to_string(g) << " step " << step;
-      evictions += sa.last_event().evicted;
-    }
+    std::size_t evictions = 0, step = 0;
+    lockstep(infokv::compressor(small_infokv(1.0f), cfg, kShape), infokv::compressor(infokv::make_snapkv(6, 3), cfg, kShape),
+             150, [&](const auto& a, const auto& b, bool evicted) {
+               ASSERT_EQ(a, b) << to_string(g) << " step " << step++;
+               evictions += evicted;
+             });
     EXPECT_GT(evictions, 20u);
   }
 }
@@ -251,25 +261,9 @@ TEST(InfoKvPolicyTest, AlphaOneGivesExactlySnapKvKeepSets) {
 // With alpha < 1 the entropy term must change some decision, or the test above proves nothing.
 TEST(InfoKvPolicyTest, EntropyTermChangesKeepSetsWhenAlphaBelowOne) {
   const auto cfg = small_config(stream_granularity::per_layer);
-  infokv::compressor info(small_infokv(0.5f), cfg, kShape);
-  infokv::compressor snap(infokv::make_snapkv(6, 3), cfg, kShape);
-  test_cache<float, infokv::layout_nhd> a(kShape, cfg.granularity, 1, 4, 64, 1), b(kShape, cfg.granularity, 1, 4, 64, 1);
-  auto sa = info.make_state();
-  auto sb = snap.make_state();
-  signal_source src(kShape, 3);
   bool differed = false;
-  for (std::size_t step = 0; step < 100; ++step) {
-    std::size_t max_len = 0;
-    for (std::size_t s = 0; s < a.num_streams(); ++s) max_len = std::max(max_len, sa.length(s) + 1);
-    const auto sig = src.make(1, max_len);
-    a.append(0, 1, static_cast<std::int32_t>(step));
-    b.append(0, 1, static_cast<std::int32_t>(step));
-    ASSERT_TRUE(info.compress(a.view(), 0, sa, sig).ok());
-    ASSERT_TRUE(snap.compress(b.view(), 0, sb, sig).ok());
-    a.sync_after_compaction(sa.last_plan());
-    b.sync_after_compaction(sb.last_plan());
-    differed = differed || a.check_contents() != b.check_contents();
-  }
+  lockstep(infokv::compressor(small_infokv(0.5f), cfg, kShape), infokv::compressor(infokv::make_snapkv(6, 3), cfg, kShape),
+           100, [&](const auto& a, const auto& b, bool) { differed = differed || a != b; });
   EXPECT_TRUE(differed);
 }
 
@@ -321,6 +315,57 @@ TEST(UserScorerTest, ComposesIntoScorerPolicyAndInfoKv) {
   EXPECT_EQ(composed.needs().entropy_top_k, 8u);
   EXPECT_TRUE(composed.needs().evolution);
   EXPECT_EQ(composed.needs().window, 0u);
+}
+
+}  // namespace
+
+namespace {
+
+// H2O through compress(): the engine's attention rows (given per slot) accumulate per token and
+// follow it through every compaction. Checked against a direct greedy simulation by position.
+TEST(H2oPolicyTest, AccumulatesAttentionRowsThroughCompactions) {
+  const infokv::model_shape shape{.num_layers = 1, .num_q_heads = 2, .num_kv_heads = 1, .head_dim = 2};
+  infokv::compress_config cfg;
+  cfg.granularity = stream_granularity::per_sequence;
+  cfg.capacity = 16;
+  cfg.sink_tokens = 0;
+  cfg.recent_tokens = 1;
+  cfg.decode_budget = infokv::budget::of_tokens(4);
+  infokv::compressor comp(infokv::make_h2o(), cfg, shape);
+  test_cache<float, infokv::layout_nhd> cache(shape, cfg.granularity, 1, 2, 16, 4);
+  auto st = comp.make_state();
+  // Attention of the query at step t (head g) on the key at position p.
+  const auto a = [](std::size_t t, std::size_t g, std::int32_t p) {
+    return static_cast<float>(((t * 7 + static_cast<std::size_t>(p) * 3 + g * 5) % 11) + 1) / 16.0f;
+  };
+  std::map<std::int32_t, double> acc;  // the reference: position -> accumulated score
+  std::vector<float> rows;
+  for (std::size_t t = 0; t < 40; ++t) {
+    cache.append(0, 1, static_cast<std::int32_t>(t));
+    const auto slots = cache.check_contents()[0];  // slot -> position, after the append
+    rows.assign(2 * slots.size(), 0.0f);
+    for (std::size_t g = 0; g < 2; ++g)
+      for (std::size_t i = 0; i < slots.size(); ++i) rows[g * slots.size() + i] = a(t, g, slots[i]);
+    infokv::step_signals sig;
+    sig.attention = rows;
+    sig.attention_stride = slots.size();
+    ASSERT_TRUE(comp.compress(cache.view(), 0, st, sig).ok());
+    cache.sync_after_compaction(st.last_plan());
+    // Reference: add the group-mean row, then drop the lowest non-newest token (ties: older goes).
+    acc[static_cast<std::int32_t>(t)] = 0.0;
+    for (auto& [p, v] : acc) v += (a(t, 0, p) + a(t, 1, p)) / 2.0;
+    if (acc.size() > 4) {
+      auto worst = acc.end();
+      for (auto it = acc.begin(); it != acc.end(); ++it)
+        if (it->first != static_cast<std::int32_t>(t) && (worst == acc.end() || it->second < worst->second - 1e-9))
+          worst = it;
+      acc.erase(worst);
+    }
+    const auto kept = cache.check_contents()[0];
+    std::set<std::int32_t> want;
+    for (const auto& [p, v] : acc) want.insert(p);
+    ASSERT_EQ(std::set<std::int32_t>(kept.begin(), kept.end()), want) << "step " << t;
+  }
 }
 
 }  // namespace

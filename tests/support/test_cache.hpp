@@ -64,23 +64,10 @@ class test_cache {
     rebuild();
   }
 
+  /// The view the engine passes to the library, built from its page lists.
   [[nodiscard]] view_type view() {
     rebuild();
-    infokv::paged_kv_cache_params<T, std::int32_t> p;
-    p.num_layers = shape_.num_layers;
-    p.num_kv_heads = shape_.num_kv_heads;
-    p.head_dim = shape_.head_dim;
-    p.page_size = ps_;
-    p.granularity = g_;
-    p.num_sequences = B_;
-    p.key_pools = kp_.data();
-    p.value_pools = vp_.data();
-    p.pool_pages = pool_pages_;
-    p.indptr = dense_ ? nullptr : indptr_.data();
-    p.indices = dense_ ? nullptr : indices_.data();
-    p.last_page_len = last_.data();
-    p.positions = positions_.data();
-    return view_type(p);
+    return view_after();
   }
 
   /// Appends n tokens with positions next_pos .. next_pos + n - 1 to every stream of sequence b.
@@ -136,6 +123,17 @@ class test_cache {
     std::vector<std::multiset<std::int32_t>> planned(S_);
     for (const auto& f : plan.freed) planned[f.stream].insert(f.page);
     for (std::size_t s = 0; s < S_; ++s) EXPECT_EQ(planned[s], dropped[s]) << "stream " << s;
+    // No page is both free and referenced, and none is referenced twice in a domain.
+    for (std::size_t d = 0; d < domains_; ++d) {
+      std::set<std::int32_t> referenced;
+      for (std::size_t s = 0; s < S_; ++s) {
+        if (v.stream_domain(s) != d) continue;
+        for (std::int32_t pg : pages_[s]) {
+          EXPECT_TRUE(referenced.insert(pg).second) << "page " << pg << " twice";
+        }
+      }
+      for (std::int32_t pg : free_[d]) EXPECT_FALSE(referenced.count(pg)) << "page " << pg << " free and referenced";
+    }
     rebuild();
   }
 
@@ -188,7 +186,7 @@ class test_cache {
     else
       for (std::size_t l = 0; l < shape_.num_layers; ++l) f(l);
   }
-  // The view over the arrays as the library left them (no rebuild from page lists).
+  // The view over the arrays as they are (after a compaction: as the library left them).
   view_type view_after() {
     infokv::paged_kv_cache_params<T, std::int32_t> p;
     p.num_layers = shape_.num_layers;

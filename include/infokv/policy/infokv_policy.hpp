@@ -39,10 +39,18 @@ struct infokv_policy {
     return attention.needs().merged(entropy.needs()).merged(evolution.needs());
   }
 
+  /// alpha in [0, 1], tau finite and >= 0, and every part's own parameters.
+  [[nodiscard]] constexpr status check() const noexcept {
+    if (!(alpha >= 0.0f && alpha <= 1.0f) || !(tau >= 0.0f && tau < 1e30f)) return errc::invalid_config;
+    INFOKV_TRY(check_parameters(attention));
+    INFOKV_TRY(check_parameters(entropy));
+    return check_parameters(evolution);
+  }
+
   template <kv_view View>
     requires(token_scorer<Attention, View> && token_scorer<Entropy, View> && token_scorer<Evolution, View>)
   [[nodiscard]] status score(const layer_context<View>& ctx, score_matrix out) const noexcept {
-    if (!(alpha >= 0.0f && alpha <= 1.0f) || !std::isfinite(tau)) return errc::invalid_config;
+    INFOKV_TRY(check());
     const std::size_t T = ctx.num_tokens();
     const std::size_t H = out.heads;
     // Two [H x T] matrices for E's parts at the front of scratch; the rest goes to the parts.

@@ -20,6 +20,7 @@ struct scorer_policy {
 
   [[nodiscard]] constexpr std::string_view name() const noexcept { return label; }
   [[nodiscard]] constexpr observation_needs needs() const noexcept { return scorer.needs(); }
+  [[nodiscard]] constexpr status check() const noexcept { return check_parameters(scorer); }
   template <kv_view View>
     requires token_scorer<Scorer, View>
   [[nodiscard]] status score(const layer_context<View>& ctx, score_matrix out) const noexcept {

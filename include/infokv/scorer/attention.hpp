@@ -22,9 +22,13 @@ struct attention_scorer {
     n.window = window;
     return n;
   }
+  /// Parameters in their domain: a window, an odd kernel.
+  [[nodiscard]] constexpr status check() const noexcept {
+    return (kernel % 2 == 0 || window == 0) ? status{errc::invalid_config} : status{};
+  }
   template <kv_view View>
   [[nodiscard]] status score(const layer_context<View>& ctx, score_matrix out) const noexcept {
-    if (kernel % 2 == 0 || window == 0) return errc::invalid_config;
+    INFOKV_TRY(check());
     const std::size_t T = ctx.num_tokens();
     float* logits = ctx.scratch.data();
     float* tmp = logits + T;

@@ -32,11 +32,16 @@ struct expected_attention_scorer {
     return n;
   }
 
+  [[nodiscard]] constexpr status check() const noexcept {
+    if (future_positions == 0 || !(epsilon >= 0.0f)) return errc::invalid_config;
+    return {};
+  }
+
   template <kv_view View>
   [[nodiscard]] status score(const layer_context<View>& ctx, score_matrix out) const noexcept {
+    INFOKV_TRY(check());
     if (ctx.query_sum == nullptr || ctx.query_count == 0) return errc::missing_signal;
     if (use_covariance && ctx.query_outer == nullptr) return errc::missing_signal;
-    if (future_positions == 0) return errc::invalid_config;
     const std::size_t T = ctx.num_tokens();
     const std::size_t D = ctx.head_dim();
     const std::size_t half = D / 2;

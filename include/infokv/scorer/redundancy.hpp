@@ -28,9 +28,13 @@ struct redundancy_scorer {
     return n;
   }
 
+  [[nodiscard]] constexpr status check() const noexcept {
+    if (kernel % 2 == 0 || window == 0 || !(lambda >= 0.0f && lambda <= 1.0f)) return errc::invalid_config;
+    return {};
+  }
   template <kv_view View>
   [[nodiscard]] status score(const layer_context<View>& ctx, score_matrix out) const noexcept {
-    if (kernel % 2 == 0 || window == 0) return errc::invalid_config;
+    INFOKV_TRY(check());
     const std::size_t T = ctx.num_tokens();
     const std::size_t D = ctx.head_dim();
     float* logits = ctx.scratch.data();

@@ -20,6 +20,9 @@ struct token_entropy_scorer {
     n.entropy_top_k = top_k;
     return n;
   }
+  [[nodiscard]] constexpr status check() const noexcept {
+    return top_k == 0 ? status{errc::invalid_config} : status{};
+  }
   template <kv_view View>
   [[nodiscard]] status score(const layer_context<View>& ctx, score_matrix out) const noexcept {
     if (ctx.entropy == nullptr) return errc::missing_signal;
