@@ -31,7 +31,7 @@
 #include "infokv/select/top_k.hpp"
 #include "infokv/sequence_state.hpp"
 #include "infokv/signals.hpp"
-#include "infokv/simd/scalar.hpp"
+#include "infokv/simd/kernels.hpp"
 #include "infokv/status.hpp"
 #include "infokv/view/paged_kv_cache_view.hpp"
 #include "infokv/view/validate.hpp"
@@ -52,9 +52,12 @@ struct compress_config {
   rope_params rope{};
 };
 
-template <class Policy>
+/// `Isa` picks the kernels at compile time (simd::native_isa follows the build's -m flags).
+template <class Policy, class Isa = simd::native_isa>
 class compressor {
  public:
+  using isa_type = Isa;
+
   compressor(Policy policy, const compress_config& config, const model_shape& shape) noexcept
       : policy_(policy), config_(config), shape_(shape) {}
 
@@ -85,6 +88,9 @@ class compressor {
     INFOKV_TRY(config_.decode_budget.check(prot));
     INFOKV_TRY(config_.prefill_budget.check(prot));
     if (config_.capacity == 0 || config_.capacity > 0x7fffffffu) return errc::invalid_config;
+    // A stream must be able to grow past a token budget before it is evicted back to it.
+    if (!config_.decode_budget.is_ratio() && config_.capacity <= config_.decode_budget.tokens)
+      return errc::invalid_config;
     const auto n = needs();
     if (n.entropy_top_k != 0 && shape_.vocab_size == 0) return errc::shape_mismatch;
     if (n.evolution && shape_.hidden_size == 0) return errc::shape_mismatch;
@@ -145,9 +151,10 @@ class compressor {
     st.layer_scores_.assign(H * C, 0.0f);
     st.stream_scores_.assign(H * C, 0.0f);
     st.reduce_tmp_.assign(C, 0.0f);
-    st.scratch_.assign(policy_scratch_floats(C, shape_.head_dim, H), 0.0f);
+    st.scratch_.assign(policy_scratch_floats(C, shape_.head_dim, H, shape_.group_size() * std::max<std::size_t>(n.window, 1)), 0.0f);
     st.order_.assign(H * C, 0);
     st.rank_.assign(H * C, 0);
+    st.select_scratch_.assign(select_scratch_words(C), 0);
     st.keep_.assign(H * C, 0);
     st.layer_weights_.assign(S, 0.0);
     st.apportion_scratch_.assign(S, 0.0);
@@ -182,10 +189,10 @@ class compressor {
   [[nodiscard]] status observe(const paged_kv_cache_view<T, Layout, HeadDim, Index>& view, std::size_t seq,
                                sequence_state& st, const step_signals& sig) const noexcept {
     using view_t = paged_kv_cache_view<T, Layout, HeadDim, Index>;
-    static_assert(eviction_policy<Policy, typename view_t::stream_view_type>,
+    static_assert(eviction_policy<Policy, typename view_t::stream_view_type, Isa>,
                   "the policy does not score this view type (see the token_scorer concept)");
     INFOKV_TRY(check_call(view, seq, st, sig));
-    record(view, seq, st, sig);
+    record(view, seq, st, sig, false);
     st.last_event_ = {};
     return {};
   }
@@ -202,8 +209,12 @@ class compressor {
     INFOKV_TRY(can_implement());
     INFOKV_TRY(validate_view_shape(view, shape_));
     if (view.granularity() != config_.granularity || st.granularity_ != config_.granularity ||
-        st.streams_ != view.streams_per_sequence() || st.capacity_ != config_.capacity)
-      return errc::shape_mismatch;
+        st.streams_ != view.streams_per_sequence() || st.capacity_ != config_.capacity ||
+        !(st.shape_ == shape_) || !(st.needs_ == needs()))
+      return errc::shape_mismatch;  // also: a state made by a compressor of another shape or policy
+    if constexpr (!layer_weighted_policy<Policy, typename View::stream_view_type, Isa>) {
+      if (effective_schedule() == budget_schedule::infokv_adaptive) return errc::invalid_config;
+    }
     if (seq >= view.num_sequences()) return {errc::shape_mismatch, detail::narrow_detail(seq)};
     const std::size_t s0 = first_stream(view, seq);
     INFOKV_TRY(validate_streams(view, s0, s0 + st.streams_));
@@ -273,7 +284,8 @@ class compressor {
 
   /// Appends the new tokens' state. Only called after every check passed.
   template <class View>
-  void record(const View& view, std::size_t seq, sequence_state& st, const step_signals& sig) const noexcept {
+  void record(const View& view, std::size_t seq, sequence_state& st, const step_signals& sig,
+              bool decode_step) const noexcept {
     (void)view;
     (void)seq;
     const auto nd = st.needs_;
@@ -296,7 +308,7 @@ class compressor {
       if (nd.entropy_top_k != 0) {
         ent = st.pending_entropy_;
         if (!sig.logits.empty())
-          st.pending_entropy_ = simd::top_k_entropy(simd::scalar_t{}, sig.logits.data() + j * shape_.vocab_size,
+          st.pending_entropy_ = simd::top_k_entropy(Isa{}, sig.logits.data() + j * shape_.vocab_size,
                                                     shape_.vocab_size, nd.entropy_top_k, st.vocab_scratch_.data());
         else
           st.pending_entropy_ = sig.next_token_entropy[j];
@@ -310,12 +322,12 @@ class compressor {
             const std::size_t l = stream_layer(s, a);
             const float* hl = sig.hidden_states.data() + (l * n + j) * shape_.hidden_size;
             const float* hL = sig.hidden_states.data() + ((L - 1) * n + j) * shape_.hidden_size;
-            st.evolution_[(s * C + slot) * Ls + a] =
-                l == L - 1 ? 0.0f : simd::cosine_distance(simd::scalar_t{}, hl, hL, shape_.hidden_size);
+            st.evolution_[(s * Ls + a) * C + slot] =
+                l == L - 1 ? 0.0f : simd::cosine_distance(Isa{}, hl, hL, shape_.hidden_size);
           }
         }
         if (nd.attention)
-          std::fill_n(st.accumulated_.data() + (s * C + slot) * Ls * Hs, Ls * Hs, 0.0f);
+          for (std::size_t r = 0; r < Ls * Hs; ++r) st.accumulated_[(s * Ls * Hs + r) * C + slot] = 0.0f;
       }
     }
     if (nd.attention) {
@@ -326,11 +338,11 @@ class compressor {
             const std::size_t l = stream_layer(s, a), kvh = stream_head(s, hh);
             for (std::size_t j = 0; j < n; ++j) {
               const std::size_t visible = st.length_[s] + j + 1;
+              float* acc = st.accumulated_.data() + ((s * Ls + a) * Hs + hh) * C;
               for (std::size_t g = 0; g < G; ++g) {
                 const float* row =
                     sig.attention.data() + ((l * n + j) * Hq + kvh * G + g) * sig.attention_stride;
-                for (std::size_t i = 0; i < visible; ++i)
-                  st.accumulated_[(s * C + i) * Ls * Hs + a * Hs + hh] += row[i] / static_cast<float>(G);
+                simd::axpy(Isa{}, 1.0f / static_cast<float>(G), row, acc, visible);
               }
             }
           }
@@ -366,7 +378,7 @@ class compressor {
     }
     for (std::size_t s = 0; s < S; ++s) st.length_[s] += n;
     st.seen_ += n;
-    st.steps_since_eviction_ += n;
+    if (decode_step) st.steps_since_eviction_ += n;  // the interval counts decode steps only
   }
 
   /// Tokens stream s keeps under the uniform budget b (never below its protected tokens).
@@ -384,19 +396,21 @@ class compressor {
   /// Does the call evict? Decided from lengths after the append, before anything changes.
   [[nodiscard]] bool should_evict(const sequence_state& st, std::size_t n, bool prefill) const noexcept {
     const budget& b = prefill ? config_.prefill_budget : config_.decode_budget;
-    const std::size_t keep = b.keep_for(st.seen_ + n);
+    // A ratio budget below the protected tokens cannot evict anything: do not run a pass for it.
+    const std::size_t keep = std::max(b.keep_for(st.seen_ + n), config_.sink_tokens + protected_recent());
     std::size_t total = 0;
     for (std::size_t s = 0; s < st.streams_; ++s) total += st.length_[s] + n;
     const std::size_t S = st.streams_;
     if (prefill) return total > S * keep;
     if (total > S * (keep + config_.slack)) return true;
-    return config_.interval != 0 && st.steps_since_eviction_ + n >= config_.interval && total > S * keep;
+    return config_.interval != 0 && st.steps_since_eviction_ + (prefill ? 0 : n) >= config_.interval &&
+           total > S * keep;
   }
 
   template <class View>
   [[nodiscard]] status step(const View& view, std::size_t seq, sequence_state& st, const step_signals& sig,
                             bool prefill) const noexcept {
-    static_assert(eviction_policy<Policy, typename View::stream_view_type>,
+    static_assert(eviction_policy<Policy, typename View::stream_view_type, Isa>,
                   "the policy does not score this view type (see the token_scorer concept)");
     INFOKV_TRY(check_call(view, seq, st, sig));
     const bool evict = should_evict(st, sig.num_tokens, prefill);
@@ -408,21 +422,21 @@ class compressor {
       if (bits.size() < words) bits.resize(words);  // grows once per pool size
       INFOKV_TRY(validate_page_table(view, std::span<std::uint64_t>(bits.data(), words)));
     }
-    record(view, seq, st, sig);
+    record(view, seq, st, sig, !prefill);
     st.last_event_ = {};
     if (!evict) return {};
-    if (!prefill) st.steps_since_eviction_ = 0;
+    st.steps_since_eviction_ = 0;
     return evict_now(view, seq, st, prefill ? config_.prefill_budget : config_.decode_budget);
   }
 
   /// The layer context of stream s (global index gs) in layer l.
   template <class View>
-  [[nodiscard]] layer_context<typename View::stream_view_type> context(const View& view, sequence_state& st,
+  [[nodiscard]] layer_context<typename View::stream_view_type, Isa> context(const View& view, sequence_state& st,
                                                                        std::size_t s, std::size_t gs,
                                                                        std::size_t l, std::size_t local_layer,
                                                                        std::size_t num_candidates,
                                                                        const std::uint32_t* order) const noexcept {
-    layer_context<typename View::stream_view_type> ctx;
+    layer_context<typename View::stream_view_type, Isa> ctx;
     const std::size_t C = st.capacity_, Ls = st.layers_per_stream_, Hs = st.heads_per_stream_;
     ctx.kv = view.stream(gs, l);
     ctx.layer = l;
@@ -432,13 +446,10 @@ class compressor {
     ctx.num_q_heads = shape_.num_q_heads;
     ctx.positions = st.positions_.data() + s * C;
     if (!st.entropy_.empty()) ctx.entropy = st.entropy_.data() + s * C;
-    if (!st.evolution_.empty()) {
-      ctx.evolution = st.evolution_.data() + s * C * Ls + local_layer;
-      ctx.evolution_stride = Ls;
-    }
+    if (!st.evolution_.empty()) ctx.evolution = st.evolution_.data() + (s * Ls + local_layer) * C;
     if (!st.accumulated_.empty()) {
-      ctx.accumulated = st.accumulated_.data() + s * C * Ls * Hs + local_layer * Hs;
-      ctx.accumulated_stride = Ls * Hs;
+      ctx.accumulated = st.accumulated_.data() + (s * Ls + local_layer) * Hs * C;
+      ctx.accumulated_stride = C;
     }
     ctx.order = order;
     ctx.num_candidates = num_candidates;
@@ -533,17 +544,19 @@ class compressor {
     } else {
       if (sched == budget_schedule::pyramid || sched == budget_schedule::infokv_adaptive) {
         double* weights = st.layer_weights_.data();
-        std::size_t total = 0;
-        for (std::size_t s = 0; s < S; ++s) total += std::min(hi[s], std::max(keep_b, lo[s]));
+        // The sequence keeps S * budget tokens in total, within what its streams can hold.
+        std::size_t sum_lo = 0, sum_hi = 0;
+        for (std::size_t s = 0; s < S; ++s) sum_lo += lo[s], sum_hi += hi[s];
+        const std::size_t total = std::clamp(S * keep_b, sum_lo, sum_hi);
         if (sched == budget_schedule::pyramid) {
           std::size_t T = 0;
           for (std::size_t s = 0; s < S; ++s) T = std::max(T, st.length_[s]);
-          // Weights per layer, for the tokens beyond the protected window.
-          pyramid_weights(shape_.num_layers, T, keep_b, protected_recent(), config_.schedule.pyramid_beta,
+          // Per-layer budgets; the apportioning keeps them proportional and the total exact.
+          pyramid_budgets(shape_.num_layers, T, keep_b, protected_recent(), config_.schedule.pyramid_beta,
                           std::span<double>(st.apportion_scratch_.data(), shape_.num_layers));
           for (std::size_t s = 0; s < S; ++s) weights[s] = st.apportion_scratch_[view.stream_layer(s0 + s)];
         } else {
-          if constexpr (layer_weighted_policy<Policy, typename View::stream_view_type>) {
+          if constexpr (layer_weighted_policy<Policy, typename View::stream_view_type, Isa>) {
             for (std::size_t s = 0; s < S; ++s) {
               std::uint32_t* order = st.order_.data();
               const std::size_t nc = sort_by_position(st, s, order);
@@ -580,11 +593,15 @@ class compressor {
                      std::uint32_t* keep) const noexcept {
     const std::size_t T = st.length_[s];
     const std::int32_t* pos = st.positions_.data() + s * st.capacity_;
-    for (std::size_t i = 0; i < T; ++i)
-      if (is_protected(st, pos[i])) row[i] = std::numeric_limits<float>::infinity();
+    for (std::size_t i = 0; i < T; ++i) {
+      if (is_protected(st, pos[i]))
+        row[i] = std::numeric_limits<float>::infinity();
+      else if (row[i] > std::numeric_limits<float>::max())
+        row[i] = std::numeric_limits<float>::max();  // only protected tokens rank at +inf
+    }
     std::uint32_t* idx = st.rank_.data();
     select_top_k(std::span<const float>(row, T), std::span<const std::int32_t>(pos, T), target,
-                 std::span<std::uint32_t>(idx, T));
+                 std::span<std::uint32_t>(idx, T), std::span<std::uint32_t>(st.select_scratch_));
     std::fill(keep, keep + T, 0u);
     for (std::size_t i = 0; i < target; ++i) keep[idx[i]] = 1u;
   }
@@ -607,11 +624,12 @@ class compressor {
       const std::size_t nc = sort_by_position(st, s, order);
       float* row = st.stream_scores_.data() + h * C;
       INFOKV_TRY(score_stream(view, st, s, s0 + s, order, nc, row));
+      for (std::size_t i = 0; i < T; ++i) row[i] = std::min(row[i], std::numeric_limits<float>::max());
       const std::int32_t* pos = st.positions_.data() + s * C;
       std::uint32_t* idx = st.rank_.data();
       const std::size_t safe = std::min(n_safe, T);
       select_top_k(std::span<const float>(row, T), std::span<const std::int32_t>(pos, T), safe,
-                   std::span<std::uint32_t>(idx, T));
+                   std::span<std::uint32_t>(idx, T), std::span<std::uint32_t>(st.select_scratch_));
       for (std::size_t i = 0; i < safe; ++i) row[idx[i]] = std::numeric_limits<float>::infinity();
       for (std::size_t i = 0; i < T; ++i)
         if (is_protected(st, pos[i])) row[i] = std::numeric_limits<float>::infinity();
@@ -688,11 +706,10 @@ class compressor {
     if (!st.entropy_.empty()) st.entropy_[s * C + dst] = st.entropy_[s * C + src];
     const std::size_t Ls = st.layers_per_stream_, Hs = st.heads_per_stream_;
     if (!st.evolution_.empty())
-      std::memcpy(st.evolution_.data() + (s * C + dst) * Ls, st.evolution_.data() + (s * C + src) * Ls,
-                  Ls * sizeof(float));
+      for (std::size_t a = 0; a < Ls; ++a) st.evolution_[(s * Ls + a) * C + dst] = st.evolution_[(s * Ls + a) * C + src];
     if (!st.accumulated_.empty())
-      std::memcpy(st.accumulated_.data() + (s * C + dst) * Ls * Hs, st.accumulated_.data() + (s * C + src) * Ls * Hs,
-                  Ls * Hs * sizeof(float));
+      for (std::size_t r = 0; r < Ls * Hs; ++r)
+        st.accumulated_[(s * Ls * Hs + r) * C + dst] = st.accumulated_[(s * Ls * Hs + r) * C + src];
   }
 
   /// Applies the recorded plan to the cache (in_place) and commits the new lengths to the state.

@@ -10,6 +10,7 @@
 #include "infokv/config.hpp"
 #include "infokv/scorer/layer_context.hpp"
 #include "infokv/signals.hpp"
+#include "infokv/simd/isa.hpp"
 #include "infokv/status.hpp"
 
 INFOKV_BEGIN_NAMESPACE
@@ -38,8 +39,8 @@ concept paged_kv_view = kv_view<V> && requires(const V& v, std::size_t i) {
 /// Semantics: higher score == keep; deterministic for equal inputs; reads only the context;
 /// const and safe to call from several threads on different contexts. needs() says what the
 /// library must record at observe time (queries, entropy, hidden states, ...).
-template <class S, class View>
-concept token_scorer = kv_view<View> && requires(const S& s, const layer_context<View>& ctx,
+template <class S, class View, class Isa = simd::native_isa>
+concept token_scorer = kv_view<View> && requires(const S& s, const layer_context<View, Isa>& ctx,
                                                  score_matrix out) {
   { s.needs() } -> std::same_as<observation_needs>;
   { s.score(ctx, out) } -> std::same_as<status>;
@@ -47,16 +48,16 @@ concept token_scorer = kv_view<View> && requires(const S& s, const layer_context
 
 /// \brief A complete eviction policy: a scorer plus a name; the compressor adds selection,
 /// budgets and compaction.
-template <class P, class View>
-concept eviction_policy = token_scorer<P, View> && requires(const P& p) {
+template <class P, class View, class Isa = simd::native_isa>
+concept eviction_policy = token_scorer<P, View, Isa> && requires(const P& p) {
   { p.name() } -> std::convertible_to<std::string_view>;
 };
 
 /// A policy that can weight layers for an adaptive budget (InfoKV-adaptive): a non-negative
 /// weight per (stream, layer), budgets proportional to it.
-template <class P, class View>
-concept layer_weighted_policy = eviction_policy<P, View> && requires(const P& p,
-                                                                     const layer_context<View>& ctx) {
+template <class P, class View, class Isa = simd::native_isa>
+concept layer_weighted_policy = eviction_policy<P, View, Isa> && requires(const P& p,
+                                                                          const layer_context<View, Isa>& ctx) {
   { p.layer_weight(ctx) } -> std::same_as<double>;
 };
 

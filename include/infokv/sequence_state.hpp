@@ -62,7 +62,7 @@ class sequence_state {
            accumulated_.capacity() * 4 + window_q_.capacity() * 4 + window_pos_.capacity() * 4 +
            query_sum_.capacity() * 8 + query_outer_.capacity() * 8 + layer_scores_.capacity() * 4 +
            stream_scores_.capacity() * 4 + reduce_tmp_.capacity() * 4 + scratch_.capacity() * 4 + order_.capacity() * 4 +
-           rank_.capacity() * 4 + keep_.capacity() * 4 + plan_keep_.capacity() * 4 +
+           rank_.capacity() * 4 + select_scratch_.capacity() * 4 + keep_.capacity() * 4 + plan_keep_.capacity() * 4 +
            plan_moves_.capacity() * sizeof(slot_move) + plan_freed_.capacity() * sizeof(freed_page) +
            plan_streams_.capacity() * sizeof(stream_plan) + vocab_scratch_.capacity() * 4 +
            bitmap_.words.capacity() * 8 + length_.capacity() * 8 + new_length_.capacity() * 8 +
@@ -70,7 +70,7 @@ class sequence_state {
   }
 
  private:
-  template <class Policy>
+  template <class Policy, class Isa>
   friend class compressor;
 
   model_shape shape_{};
@@ -90,8 +90,8 @@ class sequence_state {
   std::vector<std::size_t> length_;        // [streams]
   std::vector<std::int32_t> positions_;    // [streams][capacity]
   std::vector<float> entropy_;             // [streams][capacity]
-  std::vector<float> evolution_;           // [streams][capacity][layers_per_stream]
-  std::vector<float> accumulated_;         // [streams][capacity][layers_per_stream * heads_per_stream]
+  std::vector<float> evolution_;           // [streams][layers_per_stream][capacity]
+  std::vector<float> accumulated_;         // [streams][layers_per_stream][heads_per_stream][capacity]
 
   std::vector<float> window_q_;            // [layers][window][q_heads][head_dim]
   std::vector<std::int32_t> window_pos_;   // [window]
@@ -109,6 +109,7 @@ class sequence_state {
   std::vector<float> scratch_;             // policy scratch
   std::vector<std::uint32_t> order_;       // [kv_heads][capacity]: slots sorted by position
   std::vector<std::uint32_t> rank_;        // [kv_heads * capacity]: selection candidates
+  std::vector<std::uint32_t> select_scratch_;  // radix select scratch
   std::vector<std::uint32_t> keep_;        // [kv_heads][capacity]: keep flags
   std::vector<std::size_t> new_length_;    // [streams]
   std::vector<double> layer_weights_;      // [streams]

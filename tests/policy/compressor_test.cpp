@@ -270,8 +270,8 @@ TEST(InfoKvPolicyTest, EntropyTermChangesKeepSetsWhenAlphaBelowOne) {
 // A user-written scorer: keep tokens whose first key element is largest.
 struct first_element_scorer {
   [[nodiscard]] constexpr infokv::observation_needs needs() const noexcept { return {}; }
-  template <infokv::kv_view View>
-  [[nodiscard]] infokv::status score(const infokv::layer_context<View>& ctx, infokv::score_matrix out) const noexcept {
+  template <infokv::kv_view View, class Isa>
+  [[nodiscard]] infokv::status score(const infokv::layer_context<View, Isa>& ctx, infokv::score_matrix out) const noexcept {
     for (std::size_t h = 0; h < out.heads; ++h)
       for (std::size_t i = 0; i < ctx.num_tokens(); ++i) out(h, i) = infokv::to_float(ctx.kv.key(i, h)[0]);
     return {};

@@ -30,7 +30,7 @@ struct tiny {
     std::iota(positions.begin(), positions.end(), 0);
     order.resize(T);
     std::iota(order.begin(), order.end(), 0u);
-    scratch.assign(infokv::policy_scratch_floats(T, 2, 1), 0.0f);
+    scratch.assign(infokv::policy_scratch_floats(T, 2, 1, 8), 0.0f);
     ctx.kv = view_t(keys.data(), values.data(), 2 * T, nullptr, 0, T, T, 1, 2);
     ctx.group_size = group;
     ctx.num_q_heads = group;
@@ -146,7 +146,6 @@ TEST(InfoKvPolicyTest, MixesAttentionWithSoftmaxOfEntropyScore) {
   const std::vector<float> H{0.0f, 2.0f, 1.0f, 5.0f}, D{0.5f, 0.0f, 1.0f, 0.0f};
   t.ctx.entropy = H.data();
   t.ctx.evolution = D.data();
-  t.ctx.evolution_stride = 1;
   infokv::infokv_policy<> p;
   p.attention = {1, 1, infokv::pooling::none};
   p.alpha = 0.75f;
@@ -229,7 +228,7 @@ TEST(RedundancyScorerTest, OlderDuplicatesAreMoreRedundant) {
 
 TEST(AccumulatedAttentionScorerTest, ReadsTheAccumulatedRow) {
   tiny t({0, 0, 0, 0}, {0, 0, 0, 0});
-  const std::vector<float> acc{0.25f, 9.0f, 1.5f, 7.0f};  // stride 2: head 0 at even entries
+  const std::vector<float> acc{0.25f, 1.5f, 9.0f, 7.0f};  // head-major, stride 2: head 0 first
   t.ctx.accumulated = acc.data();
   t.ctx.accumulated_stride = 2;
   EXPECT_EQ(t.run(infokv::accumulated_attention_scorer{}), (std::vector<float>{0.25f, 1.5f}));

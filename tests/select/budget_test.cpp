@@ -24,18 +24,34 @@ TEST(ApportionTest, ExactTotalsWithinBounds) {
   std::vector<double> scratch(4);
   ASSERT_TRUE(infokv::apportion(w, 40, lo, hi, out, scratch).ok());
   EXPECT_EQ(std::accumulate(out.begin(), out.end(), std::size_t{0}), 40u);
-  EXPECT_EQ(out[2], 5u);  // capped; its share went to the others
+  EXPECT_EQ(out[2], 5u);  // capped; its share went to the others in proportion
   EXPECT_EQ(out[3], 1u);  // zero weight keeps its floor
-  EXPECT_GT(out[1], out[0]);
+  // The free items share 40 - 5 - 1 = 34 as 1 : 2 -> 11.33 : 22.67 -> 11 : 23 (largest remainder).
+  EXPECT_EQ(out[0], 11u);
+  EXPECT_EQ(out[1], 23u);
+  // Proportional when no bound binds.
+  const std::vector<double> w2{1, 1, 2};
+  const std::vector<std::size_t> lo2{0, 0, 0}, hi2{100, 100, 100};
+  std::vector<std::size_t> out2(3);
+  ASSERT_TRUE(infokv::apportion(w2, 40, lo2, hi2, out2, scratch).ok());
+  EXPECT_EQ(out2, (std::vector<std::size_t>{10, 10, 20}));
   EXPECT_EQ(infokv::apportion(w, 3, lo, hi, out, scratch).code(), infokv::errc::invalid_budget);
 }
 
-TEST(PyramidTest, WeightsDecreaseLinearlyAndSumToTheUniformTotal) {
+TEST(PyramidTest, KvpressBudgetsDecreaseLinearlyAndSumToTheUniformTotal) {
   std::vector<double> w(8);
-  infokv::pyramid_weights(8, 4096, 1024 + 64, 64, 20.0, w);
+  infokv::pyramid_budgets(8, 16384, 2048, 64, 20.0, w);
   for (std::size_t l = 1; l < 8; ++l) EXPECT_LT(w[l], w[l - 1]);
-  EXPECT_NEAR(std::accumulate(w.begin(), w.end(), 0.0), 8.0 * 1024, 1e-6);
-  EXPECT_NEAR(w[7], 1024.0 / 20, 1e-6);  // min_num = (cap - w) / beta
+  EXPECT_NEAR(std::accumulate(w.begin(), w.end(), 0.0), 8.0 * 2048, 1e-6);
+  EXPECT_NEAR(w[7], 2048.0 / 20, 1e-9);         // min_num = n_kept / beta
+  EXPECT_NEAR(w[0], 2 * 2048.0 - 2048.0 / 20, 1e-9);  // max_num = 2 n_kept - min_num
+  // kvpress falls back to uniform when min_num < window (here 1024 / 20 < 64).
+  infokv::pyramid_budgets(8, 16384, 1024, 64, 20.0, w);
+  for (double x : w) EXPECT_EQ(x, 1024.0);
+  // max_num capped at T - w.
+  infokv::pyramid_budgets(4, 3000, 2048, 64, 20.0, w);
+  EXPECT_NEAR(w[0], 3000.0 - 64, 1e-9);
+  EXPECT_NEAR(w[3], 2 * 2048.0 - (3000.0 - 64), 1e-9);
 }
 
 TEST(TopKTest, DeterministicTiesPreferNewerAndNanIsLowest) {
@@ -62,6 +78,7 @@ TEST(ScheduleTest, PyramidAdaptiveAndAdaKvKeepExactTotals) {
     cfg.recent_tokens = 4;
     cfg.prefill_budget = infokv::budget::of_tokens(20);
     cfg.schedule.kind = kind;
+    cfg.schedule.pyramid_beta = 2.0;  // min_num = 20 / 2 >= window 4: the pyramid applies (kvpress rule)
     auto pol = infokv::make_infokv();
     pol.attention.window = 4;
     pol.attention.kernel = 3;
@@ -86,7 +103,8 @@ TEST(ScheduleTest, PyramidAdaptiveAndAdaKvKeepExactTotals) {
     }
     EXPECT_EQ(total, cache.num_streams() * 20u) << static_cast<int>(kind);
     if (kind == infokv::budget_schedule::pyramid) {
-      EXPECT_GT(per_stream.front(), per_stream.back());
+      // kvpress budgets for n_kept 20, beta 2, 4 layers: 30, 23.33, 16.67, 10.
+      EXPECT_EQ(per_stream, (std::vector<std::size_t>{30, 23, 17, 10}));
     } else if (kind == infokv::budget_schedule::adakv) {
       for (std::size_t l = 0; l < 4; ++l) EXPECT_EQ(per_stream[2 * l] + per_stream[2 * l + 1], 40u);
       for (std::size_t n : per_stream) EXPECT_GE(n, 4u);  // floor int(20 * 0.2)

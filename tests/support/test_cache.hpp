@@ -29,9 +29,12 @@ class test_cache {
  public:
   using view_type = infokv::paged_kv_cache_view<T, Layout>;
 
+  /// `page_padding` elements of unused space after every page (a strided pool).
   test_cache(const infokv::model_shape& shape, infokv::stream_granularity g, std::size_t num_sequences,
-             std::size_t page_size, std::size_t pool_pages, std::uint64_t seed, bool dense = false)
-      : shape_(shape), g_(g), B_(num_sequences), ps_(page_size), pool_pages_(pool_pages), dense_(dense), rng_(seed) {
+             std::size_t page_size, std::size_t pool_pages, std::uint64_t seed, bool dense = false,
+             std::size_t page_padding = 0)
+      : shape_(shape), g_(g), B_(num_sequences), ps_(page_size), pool_pages_(pool_pages), dense_(dense),
+        pad_(page_padding), rng_(seed) {
     infokv::paged_kv_cache_params<T, std::int32_t> p;
     p.num_layers = shape.num_layers;
     p.num_kv_heads = shape.num_kv_heads;
@@ -45,8 +48,8 @@ class test_cache {
     page_elems_ = probe.page_elements();
     if (dense_) pool_pages_ = g == infokv::stream_granularity::per_layer_head ? B_ * shape.num_kv_heads : B_;
     for (std::size_t l = 0; l < shape.num_layers; ++l) {
-      k_.emplace_back(pool_pages_ * page_elems_, infokv::from_float<T>(7.0f));
-      v_.emplace_back(pool_pages_ * page_elems_, infokv::from_float<T>(7.0f));
+      k_.emplace_back(pool_pages_ * (page_elems_ + pad_), infokv::from_float<T>(7.0f));
+      v_.emplace_back(pool_pages_ * (page_elems_ + pad_), infokv::from_float<T>(7.0f));
     }
     for (std::size_t l = 0; l < shape.num_layers; ++l) {
       kp_.push_back(k_[l].data());
@@ -198,6 +201,7 @@ class test_cache {
     p.key_pools = kp_.data();
     p.value_pools = vp_.data();
     p.pool_pages = pool_pages_;
+    p.page_stride = pad_ == 0 ? 0 : page_elems_ + pad_;
     p.indptr = dense_ ? nullptr : indptr_.data();
     p.indices = dense_ ? nullptr : indices_.data();
     p.last_page_len = last_.data();
@@ -224,6 +228,7 @@ class test_cache {
   infokv::stream_granularity g_;
   std::size_t B_, ps_, pool_pages_;
   bool dense_;
+  std::size_t pad_;
   std::mt19937_64 rng_;
   std::size_t S_ = 0, domains_ = 0, page_elems_ = 0;
   std::vector<std::vector<T>> k_, v_;

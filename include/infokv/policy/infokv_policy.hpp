@@ -47,16 +47,17 @@ struct infokv_policy {
     return check_parameters(evolution);
   }
 
-  template <kv_view View>
-    requires(token_scorer<Attention, View> && token_scorer<Entropy, View> && token_scorer<Evolution, View>)
-  [[nodiscard]] status score(const layer_context<View>& ctx, score_matrix out) const noexcept {
+  template <kv_view View, class Isa>
+    requires(token_scorer<Attention, View, Isa> && token_scorer<Entropy, View, Isa> &&
+             token_scorer<Evolution, View, Isa>)
+  [[nodiscard]] status score(const layer_context<View, Isa>& ctx, score_matrix out) const noexcept {
     INFOKV_TRY(check());
     const std::size_t T = ctx.num_tokens();
     const std::size_t H = out.heads;
     // Two [H x T] matrices for E's parts at the front of scratch; the rest goes to the parts.
     score_matrix ent{ctx.scratch.data(), H, T};
     score_matrix evo{ctx.scratch.data() + H * T, H, T};
-    layer_context<View> sub = ctx;
+    layer_context<View, Isa> sub = ctx;
     sub.scratch = ctx.scratch.subspan(2 * H * T);
     INFOKV_TRY(attention.score(sub, out));
     INFOKV_TRY(entropy.score(sub, ent));
@@ -84,14 +85,14 @@ struct infokv_policy {
   }
 
   /// InfoKV-adaptive's layer weight: sum over candidate tokens of E_i^l (head mean).
-  template <kv_view View>
-    requires(token_scorer<Entropy, View> && token_scorer<Evolution, View>)
-  [[nodiscard]] double layer_weight(const layer_context<View>& ctx) const noexcept {
+  template <kv_view View, class Isa>
+    requires(token_scorer<Entropy, View, Isa> && token_scorer<Evolution, View, Isa>)
+  [[nodiscard]] double layer_weight(const layer_context<View, Isa>& ctx) const noexcept {
     const std::size_t T = ctx.num_tokens();
     const std::size_t H = ctx.kv.num_heads();
     score_matrix ent{ctx.scratch.data(), H, T};
     score_matrix evo{ctx.scratch.data() + H * T, H, T};
-    layer_context<View> sub = ctx;
+    layer_context<View, Isa> sub = ctx;
     sub.scratch = ctx.scratch.subspan(2 * H * T);
     if (!entropy.score(sub, ent).ok() || !evolution.score(sub, evo).ok()) return 0.0;
     double w = 0.0;

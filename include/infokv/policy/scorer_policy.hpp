@@ -21,9 +21,9 @@ struct scorer_policy {
   [[nodiscard]] constexpr std::string_view name() const noexcept { return label; }
   [[nodiscard]] constexpr observation_needs needs() const noexcept { return scorer.needs(); }
   [[nodiscard]] constexpr status check() const noexcept { return check_parameters(scorer); }
-  template <kv_view View>
-    requires token_scorer<Scorer, View>
-  [[nodiscard]] status score(const layer_context<View>& ctx, score_matrix out) const noexcept {
+  template <kv_view View, class Isa>
+    requires token_scorer<Scorer, View, Isa>
+  [[nodiscard]] status score(const layer_context<View, Isa>& ctx, score_matrix out) const noexcept {
     return scorer.score(ctx, out);
   }
 };

@@ -4,6 +4,7 @@
 // engine's attention rows and carried through every compaction.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 
 #include "infokv/concepts.hpp"
@@ -17,12 +18,11 @@ struct accumulated_attention_scorer {
     n.attention = true;
     return n;
   }
-  template <kv_view View>
-  [[nodiscard]] status score(const layer_context<View>& ctx, score_matrix out) const noexcept {
+  template <kv_view View, class Isa>
+  [[nodiscard]] status score(const layer_context<View, Isa>& ctx, score_matrix out) const noexcept {
     if (ctx.accumulated == nullptr) return errc::missing_signal;
     for (std::size_t h = 0; h < out.heads; ++h)
-      for (std::size_t i = 0; i < ctx.num_tokens(); ++i)
-        out(h, i) = ctx.accumulated[i * ctx.accumulated_stride + h];
+      std::copy_n(ctx.accumulated + h * ctx.accumulated_stride, ctx.num_tokens(), out.row(h));
     return {};
   }
 };

@@ -26,8 +26,8 @@ struct attention_scorer {
   [[nodiscard]] constexpr status check() const noexcept {
     return (kernel % 2 == 0 || window == 0) ? status{errc::invalid_config} : status{};
   }
-  template <kv_view View>
-  [[nodiscard]] status score(const layer_context<View>& ctx, score_matrix out) const noexcept {
+  template <kv_view View, class Isa>
+  [[nodiscard]] status score(const layer_context<View, Isa>& ctx, score_matrix out) const noexcept {
     INFOKV_TRY(check());
     const std::size_t T = ctx.num_tokens();
     float* logits = ctx.scratch.data();

@@ -13,7 +13,7 @@
 
 #include "infokv/concepts.hpp"
 #include "infokv/config.hpp"
-#include "infokv/simd/scalar.hpp"
+#include "infokv/simd/kernels.hpp"
 
 INFOKV_BEGIN_NAMESPACE
 
@@ -37,11 +37,12 @@ struct expected_attention_scorer {
     return {};
   }
 
-  template <kv_view View>
-  [[nodiscard]] status score(const layer_context<View>& ctx, score_matrix out) const noexcept {
+  template <kv_view View, class Isa>
+  [[nodiscard]] status score(const layer_context<View, Isa>& ctx, score_matrix out) const noexcept {
     INFOKV_TRY(check());
-    if (ctx.query_sum == nullptr || ctx.query_count == 0) return errc::missing_signal;
+    if (ctx.query_sum == nullptr) return errc::missing_signal;
     if (use_covariance && ctx.query_outer == nullptr) return errc::missing_signal;
+    // No query seen yet past the sinks: mu = 0 and Sigma = 0, so keys score by ||v|| alone.
     const std::size_t T = ctx.num_tokens();
     const std::size_t D = ctx.head_dim();
     const std::size_t half = D / 2;
@@ -86,7 +87,7 @@ struct expected_attention_scorer {
       }
     };
     const float inv_sqrt_d = 1.0f / std::sqrt(static_cast<float>(D));
-    const double n = static_cast<double>(ctx.query_count);
+    const double n = static_cast<double>(std::max<std::size_t>(ctx.query_count, 1));
     for (std::size_t h = 0; h < out.heads; ++h) {
       std::fill(acc, acc + T, 0.0f);
       for (std::size_t g = 0; g < ctx.group_size; ++g) {
@@ -109,16 +110,11 @@ struct expected_attention_scorer {
             continue;
           }
           const auto* k = ctx.kv.key(i, h);
-          float s = 0.0f;
-          for (std::size_t d = 0; d < D; ++d) s += to_float(k[d]) * mu[d];
-          s *= inv_sqrt_d;
+          float s = simd::dot(Isa{}, k, mu, D) * inv_sqrt_d;
           if (use_covariance) {
+            // k^T Sigma' k = sum_r k_r (Sigma' k)_r, one dot product per row of Sigma'.
             float quad = 0.0f;
-            for (std::size_t r = 0; r < D; ++r) {
-              float row = 0.0f;
-              for (std::size_t c = 0; c < D; ++c) row += sigma[r * D + c] * to_float(k[c]);
-              quad += to_float(k[r]) * row;
-            }
+            for (std::size_t r = 0; r < D; ++r) quad += to_float(k[r]) * simd::dot(Isa{}, k, sigma + r * D, D);
             s += quad / (2.0f * static_cast<float>(D));
           }
           logits[i] = s;
@@ -130,7 +126,7 @@ struct expected_attention_scorer {
       for (std::size_t i = 0; i < T; ++i) {
         float v = acc[i] / static_cast<float>(ctx.group_size);
         if (use_value_norm)
-          v = (v + epsilon) * std::sqrt(simd::squared_norm(simd::scalar_t{}, ctx.kv.value(i, h), D));
+          v = (v + epsilon) * std::sqrt(simd::squared_norm(Isa{}, ctx.kv.value(i, h), D));
         out(h, i) = v;
         if (static_cast<std::size_t>(ctx.positions[i]) >= sinks) mx = std::max(mx, v);
       }

@@ -7,17 +7,17 @@
 
 #include "infokv/concepts.hpp"
 #include "infokv/config.hpp"
-#include "infokv/simd/scalar.hpp"
+#include "infokv/simd/kernels.hpp"
 
 INFOKV_BEGIN_NAMESPACE
 
 struct key_norm_scorer {
   [[nodiscard]] constexpr observation_needs needs() const noexcept { return {}; }
-  template <kv_view View>
-  [[nodiscard]] status score(const layer_context<View>& ctx, score_matrix out) const noexcept {
+  template <kv_view View, class Isa>
+  [[nodiscard]] status score(const layer_context<View, Isa>& ctx, score_matrix out) const noexcept {
     for (std::size_t h = 0; h < out.heads; ++h)
       for (std::size_t i = 0; i < ctx.num_tokens(); ++i)
-        out(h, i) = -std::sqrt(simd::squared_norm(simd::scalar_t{}, ctx.kv.key(i, h), ctx.head_dim()));
+        out(h, i) = -std::sqrt(simd::squared_norm(Isa{}, ctx.kv.key(i, h), ctx.head_dim()));
     return {};
   }
 };

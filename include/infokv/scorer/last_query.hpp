@@ -17,8 +17,8 @@ struct last_query_scorer {
     n.window = 1;
     return n;
   }
-  template <kv_view View>
-  [[nodiscard]] status score(const layer_context<View>& ctx, score_matrix out) const noexcept {
+  template <kv_view View, class Isa>
+  [[nodiscard]] status score(const layer_context<View, Isa>& ctx, score_matrix out) const noexcept {
     for (std::size_t h = 0; h < out.heads; ++h)
       INFOKV_TRY(detail::window_attention_mean(ctx, h, 1, group_reduction::mean_of_probabilities, false,
                                                out.row(h), ctx.scratch.data()));

@@ -11,6 +11,7 @@
 #include <span>
 
 #include "infokv/config.hpp"
+#include "infokv/simd/isa.hpp"
 
 INFOKV_BEGIN_NAMESPACE
 
@@ -32,8 +33,9 @@ struct rope_params {
   bool rotate_half = true;
 };
 
-template <class StreamView>
+template <class StreamView, class Isa = simd::native_isa>
 struct layer_context {
+  using isa_type = Isa;  // the instruction set the scorer's kernels are compiled for
   StreamView kv;                   // this stream's keys / values in this layer
   std::size_t layer = 0;
   std::size_t num_layers = 0;
@@ -44,10 +46,9 @@ struct layer_context {
   // Per token, slot order, kv.num_tokens() entries.
   const std::int32_t* positions = nullptr;
   const float* entropy = nullptr;  // H_i (null unless the policy asked for entropy)
-  const float* evolution = nullptr;  // D_i^l at evolution[i * evolution_stride]
-  std::size_t evolution_stride = 0;
-  const float* accumulated = nullptr;  // accumulated attention of (i, KV head h of the stream) at
-  std::size_t accumulated_stride = 0;  // accumulated[i * accumulated_stride + h]
+  const float* evolution = nullptr;    // D_i^l of this layer at evolution[i]
+  const float* accumulated = nullptr;  // accumulated attention of (KV head h of the stream, i) at
+  std::size_t accumulated_stride = 0;  // accumulated[h * accumulated_stride + i]
 
   // Slots sorted by position; the first num_candidates are older than the query window.
   const std::uint32_t* order = nullptr;
@@ -78,15 +79,22 @@ struct layer_context {
   }
 };
 
-/// Scratch a single scorer may use from layer_context::scratch, for T tokens and head_dim D.
-[[nodiscard]] constexpr std::size_t scorer_scratch_floats(std::size_t tokens, std::size_t head_dim) noexcept {
-  return 4 * tokens + 3 * head_dim * head_dim + 8 * head_dim + 64;
+/// Query rows the window-attention kernel scores at once (its [rows x T] logits block).
+inline constexpr std::size_t attention_row_block = 32;
+
+/// Scratch a single scorer may use from layer_context::scratch, for T tokens, head_dim D and at
+/// most `query_rows` window query rows per KV head (group size x window).
+[[nodiscard]] constexpr std::size_t scorer_scratch_floats(std::size_t tokens, std::size_t head_dim,
+                                                          std::size_t query_rows = 1) noexcept {
+  const std::size_t padded = (tokens + 31) / 32 * 32;
+  return 4 * padded + 3 * head_dim * head_dim + 8 * head_dim + 64 + padded * head_dim +
+         attention_row_block * padded + query_rows * head_dim;
 }
 /// Scratch the compressor hands a policy: a scorer's, plus two [heads x T] matrices a composite
 /// policy may use for its parts' scores.
 [[nodiscard]] constexpr std::size_t policy_scratch_floats(std::size_t tokens, std::size_t head_dim,
-                                                          std::size_t heads) noexcept {
-  return scorer_scratch_floats(tokens, head_dim) + 2 * heads * tokens;
+                                                          std::size_t heads, std::size_t query_rows = 1) noexcept {
+  return scorer_scratch_floats(tokens, head_dim, query_rows) + 2 * heads * tokens;
 }
 
 INFOKV_END_NAMESPACE

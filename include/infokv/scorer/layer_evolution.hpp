@@ -16,12 +16,12 @@ struct layer_evolution_scorer {
     n.evolution = true;
     return n;
   }
-  template <kv_view View>
-  [[nodiscard]] status score(const layer_context<View>& ctx, score_matrix out) const noexcept {
+  template <kv_view View, class Isa>
+  [[nodiscard]] status score(const layer_context<View, Isa>& ctx, score_matrix out) const noexcept {
     if (ctx.evolution == nullptr) return errc::missing_signal;
     for (std::size_t h = 0; h < out.heads; ++h)
       for (std::size_t i = 0; i < ctx.num_tokens(); ++i)
-        out(h, i) = ctx.evolution[i * ctx.evolution_stride];
+        out(h, i) = ctx.evolution[i];
     return {};
   }
 };

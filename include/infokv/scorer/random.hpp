@@ -25,8 +25,8 @@ struct random_scorer {
   std::uint64_t seed = 0;
 
   [[nodiscard]] constexpr observation_needs needs() const noexcept { return {}; }
-  template <kv_view View>
-  [[nodiscard]] status score(const layer_context<View>& ctx, score_matrix out) const noexcept {
+  template <kv_view View, class Isa>
+  [[nodiscard]] status score(const layer_context<View, Isa>& ctx, score_matrix out) const noexcept {
     for (std::size_t h = 0; h < out.heads; ++h) {
       const std::uint64_t key = detail::mix64(seed ^ detail::mix64(ctx.eviction_index * 0x10001ull + ctx.layer) ^
                                               detail::mix64(ctx.kv_head_offset + h + 0x51ed27ull));

@@ -12,8 +12,8 @@ INFOKV_BEGIN_NAMESPACE
 
 struct recency_scorer {
   [[nodiscard]] constexpr observation_needs needs() const noexcept { return {}; }
-  template <kv_view View>
-  [[nodiscard]] status score(const layer_context<View>& ctx, score_matrix out) const noexcept {
+  template <kv_view View, class Isa>
+  [[nodiscard]] status score(const layer_context<View, Isa>& ctx, score_matrix out) const noexcept {
     for (std::size_t h = 0; h < out.heads; ++h)
       for (std::size_t i = 0; i < ctx.num_tokens(); ++i) out(h, i) = static_cast<float>(ctx.positions[i]);
     return {};

@@ -12,7 +12,7 @@
 #include "infokv/concepts.hpp"
 #include "infokv/config.hpp"
 #include "infokv/scorer/window_attention.hpp"
-#include "infokv/simd/scalar.hpp"
+#include "infokv/simd/kernels.hpp"
 
 INFOKV_BEGIN_NAMESPACE
 
@@ -32,8 +32,8 @@ struct redundancy_scorer {
     if (kernel % 2 == 0 || window == 0 || !(lambda >= 0.0f && lambda <= 1.0f)) return errc::invalid_config;
     return {};
   }
-  template <kv_view View>
-  [[nodiscard]] status score(const layer_context<View>& ctx, score_matrix out) const noexcept {
+  template <kv_view View, class Isa>
+  [[nodiscard]] status score(const layer_context<View, Isa>& ctx, score_matrix out) const noexcept {
     INFOKV_TRY(check());
     const std::size_t T = ctx.num_tokens();
     const std::size_t D = ctx.head_dim();
@@ -49,7 +49,7 @@ struct redundancy_scorer {
       std::fill(red, red + T, 0.0f);
       for (std::size_t a = 0; a < T; ++a) {
         const auto* ka = ctx.kv.key(ctx.order[a], h);
-        const float na = std::sqrt(simd::squared_norm(simd::scalar_t{}, ka, D)) + 1e-8f;
+        const float na = std::sqrt(simd::squared_norm(Isa{}, ka, D)) + 1e-8f;
         std::size_t last_similar = 0;
         for (std::size_t b = 0; b < T; ++b) {
           if (a == b) {
@@ -57,7 +57,7 @@ struct redundancy_scorer {
             continue;
           }
           const auto* kb = ctx.kv.key(ctx.order[b], h);
-          const float nb = std::sqrt(simd::squared_norm(simd::scalar_t{}, kb, D)) + 1e-8f;
+          const float nb = std::sqrt(simd::squared_norm(Isa{}, kb, D)) + 1e-8f;
           float dot = 0.0f;
           for (std::size_t d = 0; d < D; ++d) dot += to_float(ka[d]) * to_float(kb[d]);
           tmp[b] = dot / (na * nb);

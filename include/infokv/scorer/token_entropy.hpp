@@ -23,8 +23,8 @@ struct token_entropy_scorer {
   [[nodiscard]] constexpr status check() const noexcept {
     return top_k == 0 ? status{errc::invalid_config} : status{};
   }
-  template <kv_view View>
-  [[nodiscard]] status score(const layer_context<View>& ctx, score_matrix out) const noexcept {
+  template <kv_view View, class Isa>
+  [[nodiscard]] status score(const layer_context<View, Isa>& ctx, score_matrix out) const noexcept {
     if (ctx.entropy == nullptr) return errc::missing_signal;
     for (std::size_t h = 0; h < out.heads; ++h)
       std::copy(ctx.entropy, ctx.entropy + ctx.num_tokens(), out.row(h));

@@ -51,91 +51,88 @@ struct schedule_params {
   double adakv_floor = 0.2;  // alpha_safeguard: each head keeps at least floor * its budget by score
 };
 
-/// Splits `total` into integers out[i] in [lo[i], hi[i]] as close as possible to proportional
-/// to weights (largest remainder, ties to the lower index), with sum(out) == total exactly.
-/// Requires sum(lo) <= total <= sum(hi). Weights <= 0 or non-finite count as 0; all-zero
-/// weights split evenly. Returns invalid_budget when the bounds cannot hold the total.
+/// Splits `total` into integers out[i] in [lo[i], hi[i]] proportional to weights where the
+/// bounds allow: out[i] ~ clamp(lambda * w[i], lo[i], hi[i]) with lambda chosen so the sum is
+/// `total` (water-filling), then floors plus largest remainders (ties to the lower index), so
+/// sum(out) == total exactly. Weights <= 0 or non-finite count as 0; all-zero weights split
+/// evenly. Returns invalid_budget unless sum(lo) <= total <= sum(hi). `scratch` holds n doubles.
 [[nodiscard]] inline status apportion(std::span<const double> weights, std::size_t total,
                                       std::span<const std::size_t> lo, std::span<const std::size_t> hi,
                                       std::span<std::size_t> out, std::span<double> scratch) noexcept {
   const std::size_t n = weights.size();
   std::size_t sum_lo = 0, sum_hi = 0;
+  double wsum = 0.0;
   for (std::size_t i = 0; i < n; ++i) {
     if (lo[i] > hi[i]) return errc::invalid_budget;
     sum_lo += lo[i];
     sum_hi += hi[i];
+    if (std::isfinite(weights[i]) && weights[i] > 0.0) wsum += weights[i];
   }
   if (total < sum_lo || total > sum_hi) return errc::invalid_budget;
-  // Water-filling: give every item lo, then share the rest proportionally among the items not
-  // yet at their cap, repeating while caps bind.
-  for (std::size_t i = 0; i < n; ++i) out[i] = lo[i];
-  std::size_t left = total - sum_lo;
-  double* share = scratch.data();
-  for (int round = 0; left > 0 && round < 64; ++round) {
-    double wsum = 0.0;
-    std::size_t open = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-      if (out[i] < hi[i]) {
-        ++open;
-        const double w = weights[i];
-        if (std::isfinite(w) && w > 0.0) wsum += w;
-      }
-    }
-    if (open == 0) break;
-    std::size_t given = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-      share[i] = 0.0;
-      if (out[i] >= hi[i]) continue;
-      const double w = (std::isfinite(weights[i]) && weights[i] > 0.0) ? weights[i] : 0.0;
-      const double want = wsum > 0.0 ? static_cast<double>(left) * w / wsum
-                                     : static_cast<double>(left) / static_cast<double>(open);
-      const std::size_t room = hi[i] - out[i];
-      const double capped = std::min(want, static_cast<double>(room));
-      const auto whole = static_cast<std::size_t>(std::floor(capped));
-      out[i] += whole;
-      given += whole;
-      share[i] = capped < static_cast<double>(room) ? capped - static_cast<double>(whole) : -1.0;
-    }
-    left -= given;
-    // Hand the remainder out one by one, largest fractional share first, lower index on ties.
-    while (left > 0) {
-      std::size_t best = n;
-      for (std::size_t i = 0; i < n; ++i)
-        if (out[i] < hi[i] && share[i] >= 0.0 && (best == n || share[i] > share[best])) best = i;
-      if (best == n || share[best] <= 0.0) break;
-      ++out[best];
-      --left;
-      share[best] = -1.0;
-    }
+  const auto weight = [&](std::size_t i) {
+    if (wsum <= 0.0) return 1.0;
+    return (std::isfinite(weights[i]) && weights[i] > 0.0) ? weights[i] : 0.0;
+  };
+  const auto filled = [&](double lambda) {
+    double f = 0.0;
+    for (std::size_t i = 0; i < n; ++i)
+      f += std::clamp(lambda * weight(i), static_cast<double>(lo[i]), static_cast<double>(hi[i]));
+    return f;
+  };
+  // Bisection for lambda: filled() is continuous and non-decreasing.
+  double a = 0.0, b = 1.0;
+  while (filled(b) < static_cast<double>(total) && b < 1e300) b *= 2.0;
+  for (int it = 0; it < 200; ++it) {
+    const double m = 0.5 * (a + b);
+    (filled(m) < static_cast<double>(total) ? a : b) = m;
   }
-  // Any unit still left (all shares exhausted by caps): fill open items in index order.
-  for (std::size_t i = 0; i < n && left > 0; ++i) {
-    const std::size_t add = std::min(left, hi[i] - out[i]);
-    out[i] += add;
-    left -= add;
+  std::size_t given = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const double x = std::clamp(b * weight(i), static_cast<double>(lo[i]), static_cast<double>(hi[i]));
+    out[i] = std::clamp(static_cast<std::size_t>(std::floor(x)), lo[i], hi[i]);
+    scratch[i] = x - static_cast<double>(out[i]);
+    given += out[i];
   }
-  return left == 0 ? status{} : status{errc::invalid_budget};
+  // Bisection overshoots by at most rounding: trim from the smallest remainders if needed.
+  while (given > total) {
+    std::size_t worst = n;
+    for (std::size_t i = 0; i < n; ++i)
+      if (out[i] > lo[i] && (worst == n || scratch[i] < scratch[worst])) worst = i;
+    if (worst == n) return errc::invalid_budget;
+    --out[worst];
+    scratch[worst] += 1.0;
+    --given;
+  }
+  while (given < total) {
+    std::size_t best = n;
+    for (std::size_t i = 0; i < n; ++i)
+      if (out[i] < hi[i] && (best == n || scratch[i] > scratch[best])) best = i;
+    if (best == n) return errc::invalid_budget;
+    ++out[best];
+    scratch[best] -= 1.0;
+    ++given;
+  }
+  return {};
 }
 
-/// PyramidKV's per-layer weights for a uniform per-layer budget `b` over T tokens, w of which
-/// are the protected window (kvpress / KVCache-Factory formula, beta = 20): layer l gets
-/// max_num - l * (max_num - min_num) / (L - 1) tokens beyond the window. Falls back to uniform
-/// weights where the formula's preconditions fail, as kvpress does.
-inline void pyramid_weights(std::size_t num_layers, std::size_t T, std::size_t b, std::size_t w, double beta,
+/// PyramidKV's per-layer budgets (kvpress / KVCache-Factory): with n_kept tokens per layer on
+/// average, T tokens and a window of w, layer l keeps max_num - l * (max_num - min_num) / (L - 1)
+/// where min_num = n_kept / beta and max_num = 2 n_kept - min_num (capped at T - w). Where the
+/// formula's preconditions (T >= max_num >= min_num >= w) fail, every layer keeps n_kept, as in
+/// kvpress. The budgets sum to L * n_kept.
+inline void pyramid_budgets(std::size_t num_layers, std::size_t T, std::size_t n_kept, std::size_t w, double beta,
                             std::span<double> out) noexcept {
-  const double cap = static_cast<double>(b);
-  const double ww = static_cast<double>(w);
-  double min_num = (cap - ww) / beta;
-  double max_num = 2.0 * (cap - ww) - min_num;
-  if (max_num >= static_cast<double>(T) - ww) {
-    max_num = static_cast<double>(T) - ww;
-    min_num = 2.0 * (cap - ww) - max_num;
+  const double kept = static_cast<double>(n_kept), ww = static_cast<double>(w), t = static_cast<double>(T);
+  double min_num = kept / beta;
+  double max_num = 2.0 * kept - min_num;
+  if (max_num >= t - ww) {
+    max_num = t - ww;
+    min_num = 2.0 * kept - max_num;
   }
-  const bool valid = num_layers > 1 && static_cast<double>(T) >= max_num && max_num >= min_num && min_num >= 0.0;
-  for (std::size_t l = 0; l < num_layers; ++l) {
+  const bool valid = num_layers > 1 && t >= max_num && max_num >= min_num && min_num >= ww;
+  for (std::size_t l = 0; l < num_layers; ++l)
     out[l] = valid ? max_num - static_cast<double>(l) * (max_num - min_num) / static_cast<double>(num_layers - 1)
-                   : 1.0;
-  }
+                   : kept;
 }
 
 INFOKV_END_NAMESPACE

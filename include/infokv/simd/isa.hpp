@@ -23,7 +23,7 @@ struct avx512_t {
 using native_isa = INFOKV_DEFAULT_ISA;
 #elif defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512DQ__)
 using native_isa = avx512_t;
-#elif defined(__AVX2__) && defined(__FMA__)
+#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 using native_isa = avx2_t;
 #else
 using native_isa = scalar_t;
@@ -32,11 +32,12 @@ using native_isa = scalar_t;
 [[nodiscard]] inline bool cpu_supports(scalar_t) noexcept { return true; }
 #if defined(__x86_64__) || defined(__i386__)
 [[nodiscard]] inline bool cpu_supports(avx2_t) noexcept {
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
 }
 [[nodiscard]] inline bool cpu_supports(avx512_t) noexcept {
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
 }
 #else
 [[nodiscard]] inline bool cpu_supports(avx2_t) noexcept { return false; }

@@ -117,5 +117,70 @@ inline void max_pool(scalar_t, const float* in, float* out, std::size_t n, std::
   }
 }
 
+/// dst[i] = float(src[i]).
+template <class T>
+inline void to_float_row(scalar_t, const T* src, float* dst, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n; ++i) dst[i] = to_float(src[i]);
+}
+
+/// Keys per packed panel in the attention GEMM (the same for every ISA, so packing is shared).
+inline constexpr std::size_t panel_width = 32;
+
+/// C[M x N] = A[M x K] * B^T, B packed as panels [ceil(N / 32)][K][32] (zero padded). C rows
+/// hold ceil(N / 32) * 32 columns (ldc at least that).
+inline void gemm_packed(scalar_t, const float* a, std::size_t m, std::size_t lda, const float* b_panels,
+                        std::size_t n, std::size_t k, float* c, std::size_t ldc) noexcept {
+  const std::size_t panels = (n + panel_width - 1) / panel_width;
+  for (std::size_t r = 0; r < m; ++r)
+    for (std::size_t p = 0; p < panels; ++p)
+      for (std::size_t j = 0; j < panel_width; ++j) {
+        float acc = 0.0f;
+        for (std::size_t d = 0; d < k; ++d) acc += a[r * lda + d] * b_panels[(p * k + d) * panel_width + j];
+        c[r * ldc + p * panel_width + j] = acc;
+      }
+}
+
+/// For each of `rows` rows of s (stride lds, n entries): softmax in place, then
+/// acc[i] += weight * softmax_i. -inf entries contribute 0.
+inline void softmax_accumulate_rows(scalar_t, float* s, std::size_t rows, std::size_t n, std::size_t lds, float* acc,
+                                    float weight) noexcept {
+  for (std::size_t r = 0; r < rows; ++r) {
+    float* row = s + r * lds;
+    softmax(scalar_t{}, row, n);
+    for (std::size_t i = 0; i < n; ++i) acc[i] += weight * row[i];
+  }
+}
+
+/// y[i] += a * x[i].
+inline void axpy(scalar_t, float a, const float* x, float* y, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+[[nodiscard]] inline float max_value(scalar_t, const float* x, std::size_t n) noexcept {
+  float m = -std::numeric_limits<float>::infinity();
+  for (std::size_t i = 0; i < n; ++i) m = std::max(m, x[i]);
+  return m;
+}
+
+/// Copies the values >= t to out, in order; returns how many.
+inline std::size_t filter_at_least(scalar_t, const float* x, std::size_t n, float t, float* out) noexcept {
+  std::size_t c = 0;
+  for (std::size_t i = 0; i < n; ++i)
+    if (x[i] >= t) out[c++] = x[i];
+  return c;
+}
+
+/// z = sum_i exp(x_i - m), weighted = sum_i exp(x_i - m) * (x_i - m), for x_i <= m.
+inline void exp_moments(scalar_t, const float* x, std::size_t n, float m, double& z, double& weighted) noexcept {
+  z = 0.0;
+  weighted = 0.0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const double d = static_cast<double>(x[i]) - m;
+    const double e = std::exp(d);
+    z += e;
+    if (e > 0.0) weighted += e * d;
+  }
+}
+
 }  // namespace simd
 INFOKV_END_NAMESPACE
