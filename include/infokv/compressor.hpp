@@ -25,6 +25,7 @@
 #include "infokv/concepts.hpp"
 #include "infokv/config.hpp"
 #include "infokv/model_shape.hpp"
+#include "infokv/policy/compaction.hpp"
 #include "infokv/policy/eviction_plan.hpp"
 #include "infokv/scorer/layer_context.hpp"
 #include "infokv/select/budget.hpp"
@@ -715,73 +716,10 @@ class compressor {
   /// Applies the recorded plan to the cache (in_place) and commits the new lengths to the state.
   template <class View>
   void apply(const View& view, std::size_t seq, sequence_state& st) const noexcept {
-    const std::size_t S = st.streams_;
-    const std::size_t s0 = first_stream(view, seq);
-    if (config_.apply == apply_mode::in_place) {
-      for (std::size_t m = 0; m < st.plan_move_count_; ++m) move_slot(view, st.plan_moves_[m]);
-      auto& p = view.params();
-      const std::size_t ps = view.page_size();
-      for (std::size_t s = 0; s < S; ++s) {
-        const std::size_t n = st.new_length_[s];
-        const std::size_t pages = (n + ps - 1) / ps;
-        p.last_page_len[s0 + s] =
-            static_cast<typename View::index_type>(view.dense() ? n : (pages == 0 ? 0 : n - (pages - 1) * ps));
-      }
-      if (!view.dense()) rewrite_csr(view, s0, S, st);
-    }
-    for (std::size_t s = 0; s < S; ++s) st.length_[s] = st.new_length_[s];
-  }
-
-  /// Copies every row of a slot (all layers the stream covers, all heads of its page) and its
-  /// position from src to dst.
-  template <class View>
-  static void move_slot(const View& view, const slot_move& m) noexcept {
-    using T = typename View::element_type;
-    using Layout = typename View::layout_type;
-    const std::size_t gs = m.stream;
-    const std::size_t ps = view.page_size(), D = view.head_dim(), H = view.heads_per_page();
-    const std::size_t sp = view.stream_page(gs, m.src / ps), dp = view.stream_page(gs, m.dst / ps);
-    const std::size_t so = m.src % ps, doff = m.dst % ps;
-    const std::size_t stride = view.page_stride();
-    const std::size_t l_first = view.layers_per_stream() == 1 ? view.stream_layer(gs) : 0;
-    const std::size_t l_last = view.layers_per_stream() == 1 ? l_first + 1 : view.num_layers();
-    for (std::size_t l = l_first; l < l_last; ++l) {
-      for (T* pool : {view.key_pool(l), view.value_pool(l)}) {
-        if constexpr (Layout::slot_contiguous) {
-          std::memcpy(pool + dp * stride + Layout::offset(doff, 0, ps, H, D),
-                      pool + sp * stride + Layout::offset(so, 0, ps, H, D), H * D * sizeof(T));
-        } else {
-          for (std::size_t h = 0; h < H; ++h)
-            std::memcpy(pool + dp * stride + Layout::offset(doff, h, ps, H, D),
-                        pool + sp * stride + Layout::offset(so, h, ps, H, D), D * sizeof(T));
-        }
-      }
-    }
-    if (auto* pos = view.domain_positions(view.stream_domain(gs)); pos != nullptr)
-      pos[dp * ps + doff] = pos[sp * ps + so];
-  }
-
-  /// Shrinks the CSR segments of the sequence's streams and shifts every later stream's
-  /// segment left so the table stays a valid CSR.
-  template <class View>
-  static void rewrite_csr(const View& view, std::size_t s0, std::size_t S, const sequence_state& st) noexcept {
-    auto& p = view.params();
-    using I = typename View::index_type;
-    const std::size_t ps = view.page_size();
-    const std::size_t N = view.num_streams();
-    I write = p.indptr[s0];
-    I old_begin = p.indptr[s0];
-    for (std::size_t s = s0; s < N; ++s) {
-      const I old_end = p.indptr[s + 1];
-      std::size_t count = static_cast<std::size_t>(old_end - old_begin);
-      if (s < s0 + S) count = (st.new_length_[s - s0] + ps - 1) / ps;
-      if (write != old_begin)
-        std::memmove(p.indices + write, p.indices + old_begin, count * sizeof(I));
-      p.indptr[s] = write;
-      write = static_cast<I>(write + static_cast<I>(count));
-      old_begin = old_end;
-    }
-    p.indptr[N] = write;
+    (void)seq;
+    st.last_event_.evicted = true;  // last_plan() reads the recorded plan
+    if (config_.apply == apply_mode::in_place) apply_plan(view, st.last_plan());
+    for (std::size_t s = 0; s < st.streams_; ++s) st.length_[s] = st.new_length_[s];
   }
 
   Policy policy_;

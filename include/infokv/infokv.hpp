@@ -8,6 +8,7 @@
 #include "infokv/element_types.hpp"
 #include "infokv/model_shape.hpp"
 #include "infokv/policy/baselines.hpp"
+#include "infokv/policy/compaction.hpp"
 #include "infokv/policy/eviction_plan.hpp"
 #include "infokv/policy/infokv_policy.hpp"
 #include "infokv/policy/scorer_policy.hpp"

@@ -79,16 +79,28 @@ struct layer_context {
   }
 };
 
-/// Query rows the window-attention kernel scores at once (its [rows x T] logits block).
-inline constexpr std::size_t attention_row_block = 32;
+/// Keys the window-attention kernel converts and multiplies at once, and keys per softmax chunk.
+inline constexpr std::size_t attention_key_block = 12;
+inline constexpr std::size_t attention_key_chunk = 1024;
+
+/// Scratch of the window-attention kernel: packed queries, a key block, the [T x M] logits and
+/// per-chunk column statistics (M = query rows rounded up to 32).
+[[nodiscard]] constexpr std::size_t window_attention_scratch_floats(std::size_t tokens, std::size_t head_dim,
+                                                                    std::size_t query_rows) noexcept {
+  const std::size_t mp = (query_rows + 31) / 32 * 32;
+  const std::size_t rows = (tokens + attention_key_block - 1) / attention_key_block * attention_key_block;
+  const std::size_t chunks = (tokens + attention_key_chunk - 1) / attention_key_chunk;
+  return mp * head_dim + 2 * mp + attention_key_block * head_dim + rows * mp + 2 * chunks * mp;
+}
 
 /// Scratch a single scorer may use from layer_context::scratch, for T tokens, head_dim D and at
 /// most `query_rows` window query rows per KV head (group size x window).
 [[nodiscard]] constexpr std::size_t scorer_scratch_floats(std::size_t tokens, std::size_t head_dim,
                                                           std::size_t query_rows = 1) noexcept {
   const std::size_t padded = (tokens + 31) / 32 * 32;
-  return 4 * padded + 3 * head_dim * head_dim + 8 * head_dim + 64 + padded * head_dim +
-         attention_row_block * padded + query_rows * head_dim;
+  const std::size_t own = 4 * padded + 3 * head_dim * head_dim + 8 * head_dim + 64;
+  const std::size_t window = window_attention_scratch_floats(tokens, head_dim, query_rows);
+  return own > window ? own : window;
 }
 /// Scratch the compressor hands a policy: a scorer's, plus two [heads x T] matrices a composite
 /// policy may use for its parts' scores.

@@ -80,14 +80,18 @@ template <class View, class Isa>
   return {};
 }
 
-/// Window attention as GEMM: for KV head `head`, the M = G x (used window queries) query rows,
-/// pre-scaled by 1/sqrt(D), against all T keys packed once into 32-key panels; logits in blocks
-/// of attention_row_block rows; causal masking only where a key is newer than a query; then a
-/// vectorised softmax per row accumulated into row[] with weight 1 / M. Same result as the
-/// reference with mean_of_probabilities over all keys, up to float rounding.
+/// Window attention as GEMM, key-major: S^T = K Q^T with the M = G x (used window queries)
+/// query rows pre-scaled by 1/sqrt(D) and packed once into 32-column panels, and the keys read
+/// once, 12 at a time, converted to float in L1 and multiplied against every panel. Logits are
+/// kept per chunk of keys with each column's chunk maximum; exp is taken per chunk while it is in
+/// cache; the global softmax normalisation is folded into one factor per (chunk, column), and
+/// the window / group mean of key i is one dot product of its row with its chunk's factors.
+/// Keys newer than a query are masked for that query. Same result as the reference with
+/// mean_of_probabilities over all keys, up to float rounding.
 template <class View, class Isa>
 [[nodiscard]] status window_attention_mean_gemm(const layer_context<View, Isa>& ctx, std::size_t head,
                                                 std::size_t num_queries, float* row) noexcept {
+  constexpr float ninf = -std::numeric_limits<float>::infinity();
   const std::size_t T = ctx.num_tokens();
   const std::size_t D = ctx.head_dim();
   const std::size_t G = ctx.group_size;
@@ -95,56 +99,80 @@ template <class View, class Isa>
   if (ctx.window_count == 0 || num_queries == 0) return errc::missing_signal;
   if (T == 0) return {};
   const std::int32_t newest_pos = ctx.window_positions[ctx.newest_query];
-  const std::size_t padded = (T + simd::panel_width - 1) / simd::panel_width * simd::panel_width;
-  float* q = ctx.scratch.data();
+  const auto used_query = [&](std::size_t t) {
+    return static_cast<std::int64_t>(ctx.window_positions[t]) >
+           static_cast<std::int64_t>(newest_pos) - static_cast<std::int64_t>(num_queries);
+  };
   std::size_t used = 0;
-  std::int32_t min_qpos = newest_pos;
+  for (std::size_t t = 0; t < ctx.window_count; ++t) used += used_query(t);
+  const std::size_t M = used * G;
+  const std::size_t Mp = (M + simd::panel_width - 1) / simd::panel_width * simd::panel_width;
+  const std::size_t rows_pad = (T + attention_key_block - 1) / attention_key_block * attention_key_block;
+  const std::size_t chunks = (T + attention_key_chunk - 1) / attention_key_chunk;
+  float* qp = ctx.scratch.data();          // [Mp / 32][D][32] packed queries
+  float* qpos = qp + Mp * D;               // [Mp] query position per column (bit-stored int32)
+  float* kbuf = qpos + Mp;                 // [12][D] keys as float
+  float* e = kbuf + attention_key_block * D;  // [rows_pad][Mp] logits, then exp per chunk
+  float* cmax = e + rows_pad * Mp;         // [chunks][Mp]
+  float* csum = cmax + chunks * Mp;        // [chunks][Mp]
+  float* factor = csum + chunks * Mp;      // [Mp]
+  // Pack the query rows: column r = (query u, head g) -> panel r / 32, lane r % 32.
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   const std::size_t q_first = (ctx.kv_head_offset + head) * G;
-  for (std::size_t t = 0; t < ctx.window_count; ++t) {
-    const std::int32_t qpos = ctx.window_positions[t];
-    if (static_cast<std::int64_t>(qpos) <= static_cast<std::int64_t>(newest_pos) - static_cast<std::int64_t>(num_queries))
-      continue;
-    min_qpos = std::min(min_qpos, qpos);
-    for (std::size_t g = 0; g < G; ++g) {
-      const float* src = ctx.window_query(t, q_first + g);
-      float* dst = q + (used * G + g) * D;
-      for (std::size_t d = 0; d < D; ++d) dst[d] = src[d] * scale;
-    }
-    // Row order: (query, head); keep each query's position for the mask.
-    ++used;
-  }
-  const std::size_t M = used * G;
-  // Each used query's position, bit-stored in the float scratch after the query rows.
-  float* qpos_bits = q + M * D;
+  std::fill(qp, qp + Mp * D, 0.0f);
+  std::int32_t min_qpos = newest_pos;
   for (std::size_t t = 0, u = 0; t < ctx.window_count; ++t) {
-    const std::int32_t qpos = ctx.window_positions[t];
-    if (static_cast<std::int64_t>(qpos) > static_cast<std::int64_t>(newest_pos) - static_cast<std::int64_t>(num_queries))
-      qpos_bits[u++] = std::bit_cast<float>(qpos);
-  }
-  float* panels = qpos_bits + used;
-  float* s = panels + padded * D;
-  float* tmp = s;  // a key row, before the logits block is used
-  for (std::size_t i = 0; i < padded; ++i) {
-    const std::size_t p = i / simd::panel_width, j = i % simd::panel_width;
-    if (i < T)
-      simd::to_float_row(Isa{}, ctx.kv.key(i, head), tmp, D);
-    else
-      std::fill(tmp, tmp + D, 0.0f);
-    for (std::size_t d = 0; d < D; ++d) panels[(p * D + d) * simd::panel_width + j] = tmp[d];
-  }
-  const auto row_position = [&](std::size_t r) { return std::bit_cast<std::int32_t>(qpos_bits[r / G]); };
-  const float weight = 1.0f / static_cast<float>(M);
-  for (std::size_t r0 = 0; r0 < M; r0 += attention_row_block) {
-    const std::size_t mb = std::min(attention_row_block, M - r0);
-    simd::gemm_packed(Isa{}, q + r0 * D, mb, D, panels, T, D, s, padded);
-    for (std::size_t i = 0; i < T; ++i) {
-      if (ctx.positions[i] <= min_qpos) continue;
-      for (std::size_t r = 0; r < mb; ++r)
-        if (ctx.positions[i] > row_position(r0 + r)) s[r * padded + i] = -std::numeric_limits<float>::infinity();
+    if (!used_query(t)) continue;
+    min_qpos = std::min(min_qpos, ctx.window_positions[t]);
+    for (std::size_t g = 0; g < G; ++g, ++u) {
+      const float* src = ctx.window_query(t, q_first + g);
+      const std::size_t p = u / simd::panel_width, lane = u % simd::panel_width;
+      for (std::size_t d = 0; d < D; ++d) qp[(p * D + d) * simd::panel_width + lane] = src[d] * scale;
+      qpos[u] = std::bit_cast<float>(ctx.window_positions[t]);
     }
-    simd::softmax_accumulate_rows(Isa{}, s, mb, T, padded, row, weight);
   }
+  for (std::size_t c = 0; c < chunks; ++c) {
+    const std::size_t i0 = c * attention_key_chunk, i1 = std::min(T, i0 + attention_key_chunk);
+    for (std::size_t b = i0; b < i1; b += attention_key_block) {
+      const std::size_t nb = std::min(attention_key_block, T - b);
+      for (std::size_t j = 0; j < nb; ++j) simd::to_float_row(Isa{}, ctx.kv.key(b + j, head), kbuf + j * D, D);
+      std::fill(kbuf + nb * D, kbuf + attention_key_block * D, 0.0f);
+      simd::gemm_packed(Isa{}, kbuf, attention_key_block, D, qp, Mp, D, e + b * Mp, Mp);
+    }
+    // Causal mask: only keys newer than the oldest used query can be masked.
+    for (std::size_t i = i0; i < i1; ++i) {
+      if (ctx.positions[i] <= min_qpos) continue;
+      for (std::size_t r = 0; r < M; ++r)
+        if (ctx.positions[i] > std::bit_cast<std::int32_t>(qpos[r])) e[i * Mp + r] = ninf;
+    }
+    float* m = cmax + c * Mp;
+    std::fill(m, m + Mp, ninf);
+    simd::column_max(Isa{}, e + i0 * Mp, i1 - i0, Mp, Mp, m);
+    std::fill(csum + c * Mp, csum + (c + 1) * Mp, 0.0f);
+    simd::exp_sub_rows(Isa{}, e + i0 * Mp, i1 - i0, Mp, Mp, m, csum + c * Mp);
+  }
+  // Global max and sum per column, then each chunk's factor exp(m_c - m) / l / M.
+  for (std::size_t r = 0; r < Mp; ++r) {
+    float gm = ninf;
+    for (std::size_t c = 0; c < chunks; ++c) gm = std::max(gm, cmax[c * Mp + r]);
+    double l = 0.0;
+    if (gm != ninf)
+      for (std::size_t c = 0; c < chunks; ++c)
+        if (cmax[c * Mp + r] != ninf) l += static_cast<double>(csum[c * Mp + r]) * std::exp(static_cast<double>(cmax[c * Mp + r] - gm));
+    factor[r] = gm;  // the global max, kept while the per-chunk factors are formed
+    csum[r] = static_cast<float>(l);  // chunk 0's sum is no longer needed once read above
+  }
+  // Per chunk factors, stored over cmax.
+  const float inv_m = 1.0f / static_cast<float>(M);
+  for (std::size_t c = 0; c < chunks; ++c)
+    for (std::size_t r = 0; r < Mp; ++r) {
+      const float mc = cmax[c * Mp + r];
+      cmax[c * Mp + r] = (r >= M || mc == ninf || csum[r] <= 0.0f)
+                             ? 0.0f
+                             : static_cast<float>(std::exp(static_cast<double>(mc - factor[r])) / csum[r]) * inv_m;
+    }
+  for (std::size_t i = 0; i < T; ++i)
+    row[i] = simd::dot(Isa{}, e + i * Mp, cmax + (i / attention_key_chunk) * Mp, Mp);
   return {};
 }
 

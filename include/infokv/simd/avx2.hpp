@@ -141,22 +141,52 @@ template <class T>
   for (; i < n; ++i) y[i] += a * x[i];
 }
 
+[[INFOKV_AVX2]] inline void column_max(avx2_t, const float* e, std::size_t rows, std::size_t cols, std::size_t ld,
+                                       float* m) noexcept {
+  for (std::size_t c = 0; c < cols; c += 8) {
+    __m256 v = _mm256_loadu_ps(m + c);
+    for (std::size_t r = 0; r < rows; ++r) v = _mm256_max_ps(v, _mm256_loadu_ps(e + r * ld + c));
+    _mm256_storeu_ps(m + c, v);
+  }
+}
+
+[[INFOKV_AVX2]] inline void exp_sub_rows(avx2_t, float* e, std::size_t rows, std::size_t cols, std::size_t ld,
+                                         const float* m, float* colsum) noexcept {
+  const __m256 ninf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+  for (std::size_t c = 0; c < cols; c += 8) {
+    const __m256 mv = _mm256_loadu_ps(m + c);
+    const __m256 live = _mm256_cmp_ps(mv, ninf, _CMP_NEQ_OQ);
+    __m256 z = _mm256_loadu_ps(colsum + c);
+    for (std::size_t r = 0; r < rows; ++r) {
+      float* p = e + r * ld + c;
+      const __m256 x = _mm256_and_ps(live, avx2_detail::exp8(_mm256_sub_ps(_mm256_loadu_ps(p), mv)));
+      _mm256_storeu_ps(p, x);
+      z = _mm256_add_ps(z, x);
+    }
+    _mm256_storeu_ps(colsum + c, z);
+  }
+}
+
 namespace avx2_detail {
 /// Rows [0, MR) of C[:, 16 columns] = A rows . B half-panel, over k (B row stride 32).
 template <std::size_t MR>
 [[INFOKV_AVX2]] inline void gemm_block(const float* a, std::size_t lda, const float* b, std::size_t k, float* c,
                                        std::size_t ldc) noexcept {
   __m256 acc0[MR], acc1[MR];
+  // Unrolled at every -O level so the 2 x MR accumulators live in registers.
+#pragma GCC unroll 16
   for (std::size_t r = 0; r < MR; ++r) acc0[r] = acc1[r] = _mm256_setzero_ps();
   for (std::size_t d = 0; d < k; ++d) {
     const __m256 b0 = _mm256_loadu_ps(b + d * panel_width);
     const __m256 b1 = _mm256_loadu_ps(b + d * panel_width + 8);
+#pragma GCC unroll 16
     for (std::size_t r = 0; r < MR; ++r) {
       const __m256 av = _mm256_broadcast_ss(a + r * lda + d);
       acc0[r] = _mm256_fmadd_ps(av, b0, acc0[r]);
       acc1[r] = _mm256_fmadd_ps(av, b1, acc1[r]);
     }
   }
+#pragma GCC unroll 16
   for (std::size_t r = 0; r < MR; ++r) {
     _mm256_storeu_ps(c + r * ldc, acc0[r]);
     _mm256_storeu_ps(c + r * ldc + 8, acc1[r]);
@@ -166,19 +196,18 @@ template <std::size_t MR>
 
 [[INFOKV_AVX2]] inline void gemm_packed(avx2_t, const float* a, std::size_t m, std::size_t lda, const float* b_panels,
                                         std::size_t n, std::size_t k, float* c, std::size_t ldc) noexcept {
+  // Panel-outer: a half panel of B stays in L1 while every row block of A passes over it.
   constexpr std::size_t kRows = 6;
   const std::size_t panels = (n + panel_width - 1) / panel_width;
-  std::size_t r = 0;
-  for (; r + kRows <= m; r += kRows)
-    for (std::size_t p = 0; p < panels; ++p)
-      for (std::size_t h = 0; h < panel_width; h += 16)
-        avx2_detail::gemm_block<kRows>(a + r * lda, lda, b_panels + p * k * panel_width + h, k,
-                                       c + r * ldc + p * panel_width + h, ldc);
-  for (; r < m; ++r)
-    for (std::size_t p = 0; p < panels; ++p)
-      for (std::size_t h = 0; h < panel_width; h += 16)
-        avx2_detail::gemm_block<1>(a + r * lda, lda, b_panels + p * k * panel_width + h, k,
-                                   c + r * ldc + p * panel_width + h, ldc);
+  for (std::size_t p = 0; p < panels; ++p)
+    for (std::size_t h = 0; h < panel_width; h += 16) {
+      const float* b = b_panels + p * k * panel_width + h;
+      float* cc = c + p * panel_width + h;
+      std::size_t r = 0;
+      for (; r + kRows <= m; r += kRows) avx2_detail::gemm_block<kRows>(a + r * lda, lda, b, k, cc + r * ldc, ldc);
+      for (; r + 2 <= m; r += 2) avx2_detail::gemm_block<2>(a + r * lda, lda, b, k, cc + r * ldc, ldc);
+      for (; r < m; ++r) avx2_detail::gemm_block<1>(a + r * lda, lda, b, k, cc + r * ldc, ldc);
+    }
 }
 
 [[nodiscard, INFOKV_AVX2]] inline float max_value(avx2_t, const float* x, std::size_t n) noexcept {

@@ -141,22 +141,53 @@ template <class T>
   for (; i < n; ++i) y[i] += a * x[i];
 }
 
+[[INFOKV_AVX512]] inline void column_max(avx512_t, const float* e, std::size_t rows, std::size_t cols,
+                                         std::size_t ld, float* m) noexcept {
+  for (std::size_t c = 0; c < cols; c += 16) {
+    __m512 v = _mm512_loadu_ps(m + c);
+    for (std::size_t r = 0; r < rows; ++r) v = _mm512_max_ps(v, _mm512_loadu_ps(e + r * ld + c));
+    _mm512_storeu_ps(m + c, v);
+  }
+}
+
+[[INFOKV_AVX512]] inline void exp_sub_rows(avx512_t, float* e, std::size_t rows, std::size_t cols, std::size_t ld,
+                                           const float* m, float* colsum) noexcept {
+  const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  for (std::size_t c = 0; c < cols; c += 16) {
+    const __m512 mv = _mm512_loadu_ps(m + c);
+    const __mmask16 live = _mm512_cmp_ps_mask(mv, ninf, _CMP_NEQ_OQ);
+    __m512 z = _mm512_loadu_ps(colsum + c);
+    for (std::size_t r = 0; r < rows; ++r) {
+      float* p = e + r * ld + c;
+      // exp16 maps -inf (a masked logit) to 0; columns whose max is -inf stay 0.
+      const __m512 x = _mm512_maskz_mov_ps(live, avx512_detail::exp16(_mm512_sub_ps(_mm512_loadu_ps(p), mv)));
+      _mm512_storeu_ps(p, x);
+      z = _mm512_add_ps(z, x);
+    }
+    _mm512_storeu_ps(colsum + c, z);
+  }
+}
+
 namespace avx512_detail {
 /// Rows [0, MR) of C[:, panel] += A rows . B panel (32 columns), over k.
 template <std::size_t MR>
 [[INFOKV_AVX512]] inline void gemm_block(const float* a, std::size_t lda, const float* b, std::size_t k, float* c,
                                          std::size_t ldc) noexcept {
   __m512 acc0[MR], acc1[MR];
+  // Unrolled at every -O level so the 2 x MR accumulators live in registers.
+#pragma GCC unroll 16
   for (std::size_t r = 0; r < MR; ++r) acc0[r] = acc1[r] = _mm512_setzero_ps();
   for (std::size_t d = 0; d < k; ++d) {
     const __m512 b0 = _mm512_loadu_ps(b + d * panel_width);
     const __m512 b1 = _mm512_loadu_ps(b + d * panel_width + 16);
+#pragma GCC unroll 16
     for (std::size_t r = 0; r < MR; ++r) {
       const __m512 av = _mm512_set1_ps(a[r * lda + d]);
       acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);
       acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
     }
   }
+#pragma GCC unroll 16
   for (std::size_t r = 0; r < MR; ++r) {
     _mm512_storeu_ps(c + r * ldc, acc0[r]);
     _mm512_storeu_ps(c + r * ldc + 16, acc1[r]);
@@ -167,17 +198,17 @@ template <std::size_t MR>
 [[INFOKV_AVX512]] inline void gemm_packed(avx512_t, const float* a, std::size_t m, std::size_t lda,
                                           const float* b_panels, std::size_t n, std::size_t k, float* c,
                                           std::size_t ldc) noexcept {
+  // Panel-outer: a panel of B stays in L1 while every row block of A passes over it.
   constexpr std::size_t kRows = 12;
   const std::size_t panels = (n + panel_width - 1) / panel_width;
-  std::size_t r = 0;
-  for (; r + kRows <= m; r += kRows)
-    for (std::size_t p = 0; p < panels; ++p)
-      avx512_detail::gemm_block<kRows>(a + r * lda, lda, b_panels + p * k * panel_width, k,
-                                       c + r * ldc + p * panel_width, ldc);
-  for (; r < m; ++r)
-    for (std::size_t p = 0; p < panels; ++p)
-      avx512_detail::gemm_block<1>(a + r * lda, lda, b_panels + p * k * panel_width, k,
-                                   c + r * ldc + p * panel_width, ldc);
+  for (std::size_t p = 0; p < panels; ++p) {
+    const float* b = b_panels + p * k * panel_width;
+    std::size_t r = 0;
+    for (; r + kRows <= m; r += kRows)
+      avx512_detail::gemm_block<kRows>(a + r * lda, lda, b, k, c + r * ldc + p * panel_width, ldc);
+    for (; r + 4 <= m; r += 4) avx512_detail::gemm_block<4>(a + r * lda, lda, b, k, c + r * ldc + p * panel_width, ldc);
+    for (; r < m; ++r) avx512_detail::gemm_block<1>(a + r * lda, lda, b, k, c + r * ldc + p * panel_width, ldc);
+  }
 }
 
 [[INFOKV_AVX512]] inline void softmax_accumulate_rows(avx512_t, float* s, std::size_t rows, std::size_t n,

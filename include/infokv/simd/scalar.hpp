@@ -151,6 +151,25 @@ inline void softmax_accumulate_rows(scalar_t, float* s, std::size_t rows, std::s
   }
 }
 
+/// m[c] = max(m[c], e[r * ld + c]) over rows r; cols is a multiple of 16.
+inline void column_max(scalar_t, const float* e, std::size_t rows, std::size_t cols, std::size_t ld,
+                       float* m) noexcept {
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t c = 0; c < cols; ++c) m[c] = std::max(m[c], e[r * ld + c]);
+}
+
+/// e[r][c] = exp(e[r][c] - m[c]) (0 where either is -inf), colsum[c] += e[r][c].
+inline void exp_sub_rows(scalar_t, float* e, std::size_t rows, std::size_t cols, std::size_t ld, const float* m,
+                         float* colsum) noexcept {
+  constexpr float ninf = -std::numeric_limits<float>::infinity();
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t c = 0; c < cols; ++c) {
+      float& x = e[r * ld + c];
+      x = (x == ninf || m[c] == ninf) ? 0.0f : std::exp(x - m[c]);
+      colsum[c] += x;
+    }
+}
+
 /// y[i] += a * x[i].
 inline void axpy(scalar_t, float a, const float* x, float* y, std::size_t n) noexcept {
   for (std::size_t i = 0; i < n; ++i) y[i] += a * x[i];

@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: Apache-2.0
+// Window attention scoring (the GEMM-shaped hot path of SnapKV / InfoKV) for one KV head: the
+// G x 64 window query rows against T bfloat16 keys, fused with masking, softmax, the window /
+// group mean; against Eigen's sgemm on the same [M x D] x [D x T] product in the same run.
+#include <Eigen/Core>
+
+#include "bench_support.hpp"
+
+namespace {
+
+using infokv_bench::kModels;
+constexpr std::size_t kWindow = 64;
+
+template <class Isa>
+void BM_WindowScoring(benchmark::State& state) {
+  const auto& m = kModels[static_cast<std::size_t>(state.range(0))].shape;
+  const auto T = static_cast<std::size_t>(state.range(1));
+  const std::size_t D = m.head_dim, G = m.group_size(), H = m.num_kv_heads;
+  using view_t = infokv::stream_view<infokv::bfloat16>;
+  // One layer's keys, NHD pages of 16 tokens, pages in a scrambled order.
+  std::vector<infokv::bfloat16> keys(T * H * D);
+  infokv_bench::fill(keys, 1);
+  std::vector<std::int32_t> pages(T / 16), pos(T), qpos(kWindow);
+  for (std::size_t i = 0; i < pages.size(); ++i) pages[i] = static_cast<std::int32_t>((i * 7919) % pages.size());
+  std::iota(pos.begin(), pos.end(), 0);
+  for (std::size_t t = 0; t < kWindow; ++t) qpos[t] = static_cast<std::int32_t>(T - kWindow + t);
+  std::vector<float> queries(kWindow * m.num_q_heads * D);
+  infokv_bench::fill(queries, 2);
+  std::vector<float> scratch(infokv::policy_scratch_floats(T, D, H, G * kWindow)), row(T);
+  infokv::layer_context<view_t, Isa> ctx;
+  ctx.kv = view_t(keys.data(), keys.data(), 16 * H * D, pages.data(), 0, T, 16, H, D);
+  ctx.group_size = G;
+  ctx.num_q_heads = m.num_q_heads;
+  ctx.positions = pos.data();
+  ctx.window_queries = queries.data();
+  ctx.window_positions = qpos.data();
+  ctx.window_count = kWindow;
+  ctx.newest_query = kWindow - 1;
+  ctx.scratch = scratch;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(infokv::detail::window_attention_mean_gemm(ctx, 0, kWindow, row.data()));
+    benchmark::ClobberMemory();
+  }
+  const double flops = 2.0 * static_cast<double>(G * kWindow) * static_cast<double>(T) * static_cast<double>(D);
+  state.counters["GFLOPS"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * T));
+}
+
+void BM_EigenSgemm(benchmark::State& state) {
+  const auto& m = kModels[static_cast<std::size_t>(state.range(0))].shape;
+  const auto T = static_cast<Eigen::Index>(state.range(1));
+  const auto D = static_cast<Eigen::Index>(m.head_dim);
+  const auto M = static_cast<Eigen::Index>(m.group_size() * kWindow);
+  Eigen::MatrixXf q = Eigen::MatrixXf::Random(M, D), k = Eigen::MatrixXf::Random(T, D), s(M, T);
+  for (auto _ : state) {
+    s.noalias() = q * k.transpose();
+    benchmark::DoNotOptimize(s.data());
+    benchmark::ClobberMemory();
+  }
+  const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(T) * static_cast<double>(D);
+  state.counters["GFLOPS"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"model", "tokens"})->ArgsProduct({{0, 1}, {4096, 32768, 131072}})->Unit(benchmark::kMillisecond);
+}
+
+}  // namespace
+
+BENCHMARK(BM_EigenSgemm)->Apply(shapes);
+BENCHMARK_TEMPLATE(BM_WindowScoring, infokv::simd::avx512_t)->Apply(shapes);
+BENCHMARK_TEMPLATE(BM_WindowScoring, infokv::simd::avx2_t)->Apply(shapes);
+BENCHMARK_TEMPLATE(BM_WindowScoring, infokv::simd::scalar_t)->ArgNames({"model", "tokens"})->Args({0, 4096})->Args({1, 4096})->Unit(benchmark::kMillisecond);
+BENCHMARK_MAIN();
