@@ -18,7 +18,7 @@ void BM_WindowScoring(benchmark::State& state) {
   const std::size_t D = m.head_dim, G = m.group_size(), H = m.num_kv_heads;
   using view_t = infokv::stream_view<infokv::bfloat16>;
   // One layer's keys, NHD pages of 16 tokens, pages in a scrambled order.
-  std::vector<infokv::bfloat16> keys(T * H * D);
+  infokv_bench::pool_vector<infokv::bfloat16> keys(T * H * D);
   infokv_bench::fill(keys, 1);
   std::vector<std::int32_t> pages(T / 16), pos(T), qpos(kWindow);
   for (std::size_t i = 0; i < pages.size(); ++i) pages[i] = static_cast<std::int32_t>((i * 7919) % pages.size());

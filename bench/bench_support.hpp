@@ -11,6 +11,11 @@
 #include <string>
 #include <vector>
 
+#include <sys/mman.h>
+
+#include <cstdlib>
+#include <new>
+
 #include <benchmark/benchmark.h>
 
 #include <infokv/infokv.hpp>
@@ -30,12 +35,36 @@ inline const model kModels[] = {
                       .hidden_size = 576, .vocab_size = 49152}},
 };
 
+/// An allocator that asks for transparent huge pages, as a serving engine does for its KV pool
+/// (pages of 2 MiB keep random page-table walks out of gathers and compaction).
+template <class T>
+struct huge_page_allocator {
+  using value_type = T;
+  huge_page_allocator() = default;
+  template <class U>
+  huge_page_allocator(const huge_page_allocator<U>&) noexcept {}  // NOLINT
+  T* allocate(std::size_t n) {
+    constexpr std::size_t kHuge = 2u << 20;
+    const std::size_t bytes = (n * sizeof(T) + kHuge - 1) / kHuge * kHuge;
+    void* p = std::aligned_alloc(kHuge, bytes);
+    if (p == nullptr) throw std::bad_alloc();
+    madvise(p, bytes, MADV_HUGEPAGE);
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, std::size_t) noexcept { std::free(p); }
+  template <class U>
+  bool operator==(const huge_page_allocator<U>&) const noexcept { return true; }
+};
+template <class T>
+using pool_vector = std::vector<T, huge_page_allocator<T>>;
+
 /// Deterministic pseudo-random floats in [-1, 1) (a hash, so large buffers fill fast).
 inline float hashed(std::uint64_t i) {
   return static_cast<float>(static_cast<double>(infokv::detail::mix64(i) >> 40) / 8388608.0 - 1.0);
 }
-template <class T>
-void fill(std::vector<T>& v, std::uint64_t seed) {
+template <class Vec>
+void fill(Vec& v, std::uint64_t seed) {
+  using T = typename Vec::value_type;
   for (std::size_t i = 0; i < v.size(); ++i) v[i] = infokv::from_float<T>(hashed(seed * 0x9E3779B97F4A7C15ull + i));
 }
 
@@ -47,7 +76,7 @@ const char* isa_name() {
 /// The machine's read bandwidth: sum a 512 MiB buffer of 64-bit words (vectorised integer adds).
 inline void BM_StreamRead(benchmark::State& state) {
   const std::size_t words = (512u << 20) / 8;
-  std::vector<std::uint64_t> buf(words, 1);
+  pool_vector<std::uint64_t> buf(words, 1);
   for (auto _ : state) {
     std::uint64_t a = 0, b = 0, c = 0, d = 0;
     for (std::size_t i = 0; i < words; i += 4) {
@@ -64,7 +93,7 @@ inline void BM_StreamRead(benchmark::State& state) {
 /// The machine's copy bandwidth: memcpy of 256 MiB (bytes counted once, as copied).
 inline void BM_Memcpy(benchmark::State& state) {
   const std::size_t bytes = 256u << 20;
-  std::vector<char> a(bytes, 1), b(bytes, 2);
+  pool_vector<char> a(bytes, 1), b(bytes, 2);
   for (auto _ : state) {
     std::memcpy(b.data(), a.data(), bytes);
     benchmark::ClobberMemory();

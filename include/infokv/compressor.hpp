@@ -228,9 +228,7 @@ class compressor {
   }
 
   [[nodiscard]] static bool all_finite(std::span<const float> x) noexcept {
-    for (float v : x)
-      if (!std::isfinite(v)) return false;
-    return true;
+    return simd::all_finite(Isa{}, x.data(), x.size());
   }
 
   template <class View>
@@ -261,8 +259,7 @@ class compressor {
       if (!sig.logits.empty()) {
         if (sig.logits.size() != n * shape_.vocab_size) return errc::logits_size_mismatch;
         // -inf is a masked vocabulary entry (probability 0); NaN and +inf are errors.
-        for (float v : sig.logits)
-          if (std::isnan(v) || v == std::numeric_limits<float>::infinity()) return errc::non_finite_input;
+        if (!simd::no_nan_or_pos_inf(Isa{}, sig.logits.data(), sig.logits.size())) return errc::non_finite_input;
       } else if (!sig.next_token_entropy.empty()) {
         if (sig.next_token_entropy.size() != n) return errc::shape_mismatch;
         for (float v : sig.next_token_entropy)
@@ -601,7 +598,7 @@ class compressor {
         row[i] = std::numeric_limits<float>::max();  // only protected tokens rank at +inf
     }
     std::uint32_t* idx = st.rank_.data();
-    select_top_k(std::span<const float>(row, T), std::span<const std::int32_t>(pos, T), target,
+    select_top_k(Isa{}, std::span<const float>(row, T), std::span<const std::int32_t>(pos, T), target,
                  std::span<std::uint32_t>(idx, T), std::span<std::uint32_t>(st.select_scratch_));
     std::fill(keep, keep + T, 0u);
     for (std::size_t i = 0; i < target; ++i) keep[idx[i]] = 1u;
@@ -629,7 +626,7 @@ class compressor {
       const std::int32_t* pos = st.positions_.data() + s * C;
       std::uint32_t* idx = st.rank_.data();
       const std::size_t safe = std::min(n_safe, T);
-      select_top_k(std::span<const float>(row, T), std::span<const std::int32_t>(pos, T), safe,
+      select_top_k(Isa{}, std::span<const float>(row, T), std::span<const std::int32_t>(pos, T), safe,
                    std::span<std::uint32_t>(idx, T), std::span<std::uint32_t>(st.select_scratch_));
       for (std::size_t i = 0; i < safe; ++i) row[idx[i]] = std::numeric_limits<float>::infinity();
       for (std::size_t i = 0; i < T; ++i)
@@ -718,7 +715,7 @@ class compressor {
   void apply(const View& view, std::size_t seq, sequence_state& st) const noexcept {
     (void)seq;
     st.last_event_.evicted = true;  // last_plan() reads the recorded plan
-    if (config_.apply == apply_mode::in_place) apply_plan(view, st.last_plan());
+    if (config_.apply == apply_mode::in_place) apply_plan<Isa>(view, st.last_plan());
     for (std::size_t s = 0; s < st.streams_; ++s) st.length_[s] = st.new_length_[s];
   }
 

@@ -92,6 +92,22 @@ TYPED_TEST(KernelTest, CosineDistanceAndAxpy) {
   EXPECT_EQ(simd::cosine_distance(TypeParam{}, z.data(), one.data(), 64), 1.0f);
 }
 
+TYPED_TEST(KernelTest, FiniteChecksFindEveryBadValue) {
+  constexpr float inf = std::numeric_limits<float>::infinity();
+  for (std::size_t n : {1u, 7u, 8u, 16u, 17u, 100u}) {
+    for (std::size_t at : {std::size_t{0}, n / 2, n - 1}) {
+      for (float bad : {std::nanf(""), inf, -inf}) {
+        auto x = this->normal(n);
+        EXPECT_TRUE(simd::all_finite(TypeParam{}, x.data(), n));
+        EXPECT_TRUE(simd::no_nan_or_pos_inf(TypeParam{}, x.data(), n));
+        x[at] = bad;
+        EXPECT_FALSE(simd::all_finite(TypeParam{}, x.data(), n)) << n << " " << at << " " << bad;
+        EXPECT_EQ(simd::no_nan_or_pos_inf(TypeParam{}, x.data(), n), bad == -inf) << n << " " << at << " " << bad;
+      }
+    }
+  }
+}
+
 TYPED_TEST(KernelTest, PackedGemmMatchesScalar) {
   for (std::size_t m : {1u, 5u, 12u, 13u, 32u}) {
     for (std::size_t n : {1u, 31u, 32u, 70u}) {
@@ -177,33 +193,38 @@ TYPED_TEST(KernelTest, WindowAttentionGemmMatchesReference) {
   }
 }
 
-TEST(RadixSelectTest, SameSetAsTheReference) {
-  std::mt19937 rng(7);
-  for (std::size_t n : {1000u, 1024u, 5000u, 40000u}) {
+TYPED_TEST(KernelTest, TopKSelectionGivesTheReferenceSet) {
+  std::mt19937 gen(7);
+  for (std::size_t n : {1000u, 2048u, 5000u, 40000u}) {
     for (int kind = 0; kind < 5; ++kind) {
       std::vector<float> s(n);
       std::normal_distribution<float> N;
       for (std::size_t i = 0; i < n; ++i) {
         switch (kind) {
-          case 0: s[i] = N(rng); break;
-          case 1: s[i] = static_cast<float>(rng() % 7);  break;               // heavy ties
-          case 2: s[i] = std::abs(N(rng)) * 1e-3f; break;                      // softmax-like
-          case 3: s[i] = (rng() % 10 == 0) ? std::nanf("") : N(rng); break;    // NaN below all
-          default: s[i] = (rng() % 50 == 0) ? std::numeric_limits<float>::infinity() : -std::abs(N(rng)); break;
+          case 0: s[i] = N(gen); break;
+          case 1: s[i] = static_cast<float>(gen() % 7);  break;               // heavy ties
+          case 2: s[i] = std::abs(N(gen)) * 1e-3f; break;                      // softmax-like
+          case 3: s[i] = (gen() % 10 == 0) ? std::nanf("") : N(gen); break;    // NaN below all
+          default: s[i] = (gen() % 50 == 0) ? std::numeric_limits<float>::infinity() : -std::abs(N(gen)); break;
         }
       }
       std::vector<std::int32_t> pos(n);
       for (std::size_t i = 0; i < n; ++i) pos[i] = static_cast<std::int32_t>(i);
-      std::shuffle(pos.begin(), pos.end(), rng);
+      std::shuffle(pos.begin(), pos.end(), gen);
       std::vector<std::uint32_t> scratch(infokv::select_scratch_words(n));
       for (std::size_t k : {std::size_t{1}, n / 10, n / 2, n - 1}) {
         std::vector<std::uint32_t> a(n), b(n);
-        infokv::select_top_k(s, pos, k, a, scratch);
+        infokv::select_top_k(TypeParam{}, s, pos, k, a, scratch);
         infokv::select_top_k_reference(s, pos, k, b);
+        std::vector<std::uint32_t> c(n);
+        infokv::detail::radix_select(s, pos, k, c, scratch.data());
+        std::sort(c.begin(), c.begin() + static_cast<std::ptrdiff_t>(k));
         std::sort(a.begin(), a.begin() + static_cast<std::ptrdiff_t>(k));
         std::sort(b.begin(), b.begin() + static_cast<std::ptrdiff_t>(k));
         ASSERT_TRUE(std::equal(a.begin(), a.begin() + static_cast<std::ptrdiff_t>(k), b.begin()))
             << "n " << n << " kind " << kind << " k " << k;
+        ASSERT_TRUE(std::equal(c.begin(), c.begin() + static_cast<std::ptrdiff_t>(k), b.begin()))
+            << "radix: n " << n << " kind " << kind << " k " << k;
       }
     }
   }

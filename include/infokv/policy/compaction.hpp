@@ -12,12 +12,15 @@
 
 #include "infokv/config.hpp"
 #include "infokv/policy/eviction_plan.hpp"
+#include "infokv/simd/kernels.hpp"
 
 INFOKV_BEGIN_NAMESPACE
 
 /// Copies logical slot m.src of stream m.stream to slot m.dst: K and V rows and the position.
-/// Moves must be applied before the table is shrunk (they address pages through it).
-template <class View>
+/// Moves must be applied before the table is shrunk (they address pages through it). Rows are
+/// streamed past the cache where aligned; call simd::store_fence(Isa{}) after the last move
+/// (apply_slot_moves does).
+template <class Isa = simd::native_isa, class View>
 void apply_slot_move(const View& view, const slot_move& m) noexcept {
   using T = typename View::element_type;
   using Layout = typename View::layout_type;
@@ -31,12 +34,12 @@ void apply_slot_move(const View& view, const slot_move& m) noexcept {
   for (std::size_t l = l_first; l < l_last; ++l) {
     for (T* pool : {view.key_pool(l), view.value_pool(l)}) {
       if constexpr (Layout::slot_contiguous) {
-        std::memcpy(pool + dp * stride + Layout::offset(doff, 0, ps, H, D),
-                    pool + sp * stride + Layout::offset(so, 0, ps, H, D), H * D * sizeof(T));
+        simd::stream_copy(Isa{}, pool + dp * stride + Layout::offset(doff, 0, ps, H, D),
+                          pool + sp * stride + Layout::offset(so, 0, ps, H, D), H * D * sizeof(T));
       } else {
         for (std::size_t h = 0; h < H; ++h)
-          std::memcpy(pool + dp * stride + Layout::offset(doff, h, ps, H, D),
-                      pool + sp * stride + Layout::offset(so, h, ps, H, D), D * sizeof(T));
+          simd::stream_copy(Isa{}, pool + dp * stride + Layout::offset(doff, h, ps, H, D),
+                            pool + sp * stride + Layout::offset(so, h, ps, H, D), D * sizeof(T));
       }
     }
   }
@@ -44,9 +47,35 @@ void apply_slot_move(const View& view, const slot_move& m) noexcept {
     pos[dp * ps + doff] = pos[sp * ps + so];
 }
 
+namespace detail {
+/// Asks the cache for the source K/V rows of a move a few moves ahead (random pages defeat the
+/// hardware prefetcher). Destinations are not fetched: they are overwritten by streaming stores.
 template <class View>
+void prefetch_slot(const View& view, const slot_move& m) noexcept {
+  using T = typename View::element_type;
+  using Layout = typename View::layout_type;
+  const std::size_t ps = view.page_size(), D = view.head_dim(), H = view.heads_per_page();
+  const std::size_t sp = view.stream_page(m.stream, m.src / ps);
+  const std::size_t l = view.layers_per_stream() == 1 ? view.stream_layer(m.stream) : 0;
+  const std::size_t rows = Layout::slot_contiguous ? 1 : H;
+  const std::size_t bytes = (Layout::slot_contiguous ? H : 1) * D * sizeof(T);
+  for (const T* pool : {view.key_pool(l), view.value_pool(l)})
+    for (std::size_t h = 0; h < rows; ++h) {
+      const char* src = reinterpret_cast<const char*>(pool + sp * view.page_stride() + Layout::offset(m.src % ps, h, ps, H, D));
+      for (std::size_t b = 0; b < bytes; b += 64) __builtin_prefetch(src + b, 0);
+    }
+}
+}  // namespace detail
+
+template <class Isa = simd::native_isa, class View>
 void apply_slot_moves(const View& view, std::span<const slot_move> moves) noexcept {
-  for (const slot_move& m : moves) apply_slot_move(view, m);
+  // Far enough ahead to cover a DRAM round trip for small rows, near enough to stay in L1.
+  constexpr std::size_t kAhead = 12;
+  for (std::size_t i = 0; i < moves.size(); ++i) {
+    if (i + kAhead < moves.size()) detail::prefetch_slot(view, moves[i + kAhead]);
+    apply_slot_move<Isa>(view, moves[i]);
+  }
+  simd::store_fence(Isa{});
 }
 
 /// Sets each planned stream's length to its new_length: last_page_len, and for the CSR form the
@@ -89,9 +118,9 @@ void truncate_streams(const View& view, std::span<const stream_plan> streams) no
 }
 
 /// Both steps: the moves, then the table.
-template <class View>
+template <class Isa = simd::native_isa, class View>
 void apply_plan(const View& view, const eviction_plan& plan) noexcept {
-  apply_slot_moves(view, plan.moves);
+  apply_slot_moves<Isa>(view, plan.moves);
   truncate_streams(view, plan.streams);
 }
 

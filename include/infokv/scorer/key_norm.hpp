@@ -15,8 +15,9 @@ struct key_norm_scorer {
   [[nodiscard]] constexpr observation_needs needs() const noexcept { return {}; }
   template <kv_view View, class Isa>
   [[nodiscard]] status score(const layer_context<View, Isa>& ctx, score_matrix out) const noexcept {
-    for (std::size_t h = 0; h < out.heads; ++h)
-      for (std::size_t i = 0; i < ctx.num_tokens(); ++i)
+    // Token-outer: every head of a slot is read while its page is hot (one pass over the keys).
+    for (std::size_t i = 0; i < ctx.num_tokens(); ++i)
+      for (std::size_t h = 0; h < out.heads; ++h)
         out(h, i) = -std::sqrt(simd::squared_norm(Isa{}, ctx.kv.key(i, h), ctx.head_dim()));
     return {};
   }

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 
@@ -125,13 +126,56 @@ template <class T>
     bb = _mm256_fmadd_ps(y, y, bb);
   }
   double sab = avx2_detail::hsum(ab), saa = avx2_detail::hsum(aa), sbb = avx2_detail::hsum(bb);
-  for (; i < n; ++i) {
-    sab += static_cast<double>(a[i]) * b[i];
-    saa += static_cast<double>(a[i]) * a[i];
-    sbb += static_cast<double>(b[i]) * b[i];
+  // The tail: fewer than 8 entries (bounded explicitly, which keeps GCC 12's loop analysis quiet).
+  const float* at = a + i;
+  const float* bt = b + i;
+  for (std::size_t j = 0; j < 8 && i + j < n; ++j) {
+    sab += static_cast<double>(at[j]) * bt[j];
+    saa += static_cast<double>(at[j]) * at[j];
+    sbb += static_cast<double>(bt[j]) * bt[j];
   }
   if (saa == 0.0 || sbb == 0.0) return 1.0f;
   return static_cast<float>(std::clamp(1.0 - sab / (std::sqrt(saa) * std::sqrt(sbb)), 0.0, 2.0));
+}
+
+/// Non-temporal copy when both ends are 32-byte aligned and the size a multiple of 32; memcpy
+/// otherwise. Pair with store_fence.
+[[INFOKV_AVX2]] inline void stream_copy(avx2_t, void* dst, const void* src, std::size_t bytes) noexcept {
+  if (((reinterpret_cast<std::uintptr_t>(dst) | reinterpret_cast<std::uintptr_t>(src) | bytes) & 31u) != 0) {
+    std::memcpy(dst, src, bytes);
+    return;
+  }
+  auto* d = static_cast<__m256i*>(dst);
+  const auto* s = static_cast<const __m256i*>(src);
+  for (std::size_t i = 0; i < bytes / 32; ++i) _mm256_stream_si256(d + i, _mm256_load_si256(s + i));
+}
+[[INFOKV_AVX2]] inline void store_fence(avx2_t) noexcept { _mm_sfence(); }
+
+[[nodiscard, INFOKV_AVX2]] inline bool all_finite(avx2_t, const float* x, std::size_t n) noexcept {
+  // x - x is NaN exactly when x is NaN or infinite.
+  __m256 acc = _mm256_setzero_ps();
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    acc = _mm256_or_ps(acc, _mm256_cmp_ps(_mm256_sub_ps(v, v), _mm256_setzero_ps(), _CMP_UNORD_Q));
+  }
+  if (_mm256_movemask_ps(acc) != 0) return false;
+  for (; i < n; ++i)
+    if (!std::isfinite(x[i])) return false;
+  return true;
+}
+[[nodiscard, INFOKV_AVX2]] inline bool no_nan_or_pos_inf(avx2_t, const float* x, std::size_t n) noexcept {
+  const __m256 inf = _mm256_set1_ps(std::numeric_limits<float>::infinity());
+  __m256 acc = _mm256_setzero_ps();
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    acc = _mm256_or_ps(acc, _mm256_or_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q), _mm256_cmp_ps(v, inf, _CMP_EQ_OQ)));
+  }
+  if (_mm256_movemask_ps(acc) != 0) return false;
+  for (; i < n; ++i)
+    if (std::isnan(x[i]) || x[i] == std::numeric_limits<float>::infinity()) return false;
+  return true;
 }
 
 [[INFOKV_AVX2]] inline void axpy(avx2_t, float a, const float* x, float* y, std::size_t n) noexcept {
@@ -240,6 +284,34 @@ template <std::size_t MR>
     }
     axpy(avx2_t{}, weight / z, row, acc, n);
   }
+}
+
+[[INFOKV_AVX2]] inline void split_by_thresholds(avx2_t, const float* x, std::size_t n, float hi, float lo,
+                                                std::uint32_t* above, std::size_t& n_above, std::uint32_t* between,
+                                                std::size_t& n_between) noexcept {
+  const __m256 vh = _mm256_set1_ps(hi), vl = _mm256_set1_ps(lo);
+  std::size_t a = 0, b = 0, i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    int ma = _mm256_movemask_ps(_mm256_cmp_ps(v, vh, _CMP_GT_OQ));
+    int mb = _mm256_movemask_ps(_mm256_cmp_ps(v, vl, _CMP_GE_OQ)) & ~ma;
+    while (ma != 0) {
+      above[a++] = static_cast<std::uint32_t>(i + static_cast<std::size_t>(__builtin_ctz(static_cast<unsigned>(ma))));
+      ma &= ma - 1;
+    }
+    while (mb != 0) {
+      between[b++] = static_cast<std::uint32_t>(i + static_cast<std::size_t>(__builtin_ctz(static_cast<unsigned>(mb))));
+      mb &= mb - 1;
+    }
+  }
+  for (; i < n; ++i) {
+    if (x[i] > hi)
+      above[a++] = static_cast<std::uint32_t>(i);
+    else if (x[i] >= lo)
+      between[b++] = static_cast<std::uint32_t>(i);
+  }
+  n_above = a;
+  n_between = b;
 }
 
 [[INFOKV_AVX2]] inline std::size_t filter_at_least(avx2_t, const float* x, std::size_t n, float t, float* out) noexcept {

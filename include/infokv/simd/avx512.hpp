@@ -132,6 +132,40 @@ template <class T>
   return static_cast<float>(std::clamp(1.0 - sab / (std::sqrt(saa) * std::sqrt(sbb)), 0.0, 2.0));
 }
 
+/// Non-temporal copy when both ends are 64-byte aligned and the size is a multiple of 64 (no
+/// read-for-ownership of the destination); memcpy otherwise. Pair with store_fence.
+[[INFOKV_AVX512]] inline void stream_copy(avx512_t, void* dst, const void* src, std::size_t bytes) noexcept {
+  if (((reinterpret_cast<std::uintptr_t>(dst) | reinterpret_cast<std::uintptr_t>(src) | bytes) & 63u) != 0) {
+    std::memcpy(dst, src, bytes);
+    return;
+  }
+  auto* d = static_cast<__m512i*>(dst);
+  const auto* s = static_cast<const __m512i*>(src);
+  for (std::size_t i = 0; i < bytes / 64; ++i) _mm512_stream_si512(d + i, _mm512_load_si512(s + i));
+}
+[[INFOKV_AVX512]] inline void store_fence(avx512_t) noexcept { _mm_sfence(); }
+
+[[nodiscard, INFOKV_AVX512]] inline bool all_finite(avx512_t, const float* x, std::size_t n) noexcept {
+  __mmask16 bad = 0;
+  std::size_t i = 0;
+  for (; i + 16 <= n; i += 16) bad = static_cast<__mmask16>(bad | _mm512_fpclass_ps_mask(_mm512_loadu_ps(x + i), 0x99));
+  if (i < n) {
+    const auto m = static_cast<__mmask16>((1u << (n - i)) - 1u);
+    bad = static_cast<__mmask16>(bad | _mm512_mask_fpclass_ps_mask(m, _mm512_maskz_loadu_ps(m, x + i), 0x99));
+  }
+  return bad == 0;
+}
+[[nodiscard, INFOKV_AVX512]] inline bool no_nan_or_pos_inf(avx512_t, const float* x, std::size_t n) noexcept {
+  __mmask16 bad = 0;
+  std::size_t i = 0;
+  for (; i + 16 <= n; i += 16) bad = static_cast<__mmask16>(bad | _mm512_fpclass_ps_mask(_mm512_loadu_ps(x + i), 0x89));
+  if (i < n) {
+    const auto m = static_cast<__mmask16>((1u << (n - i)) - 1u);
+    bad = static_cast<__mmask16>(bad | _mm512_mask_fpclass_ps_mask(m, _mm512_maskz_loadu_ps(m, x + i), 0x89));
+  }
+  return bad == 0;
+}
+
 /// y[i] += a * x[i].
 [[INFOKV_AVX512]] inline void axpy(avx512_t, float a, const float* x, float* y, std::size_t n) noexcept {
   const __m512 va = _mm512_set1_ps(a);
@@ -244,15 +278,48 @@ template <std::size_t MR>
                                                      float* out) noexcept {
   const __m512 vt = _mm512_set1_ps(t);
   std::size_t c = 0, i = 0;
+  // Compress in a register and store a whole vector (compress-to-memory is microcoded and slow
+  // on several cores); `out` is written up to 15 entries past the count, within its n floats
+  // whenever i + 16 <= n.
   for (; i + 16 <= n; i += 16) {
     const __m512 v = _mm512_loadu_ps(x + i);
     const __mmask16 m = _mm512_cmp_ps_mask(v, vt, _CMP_GE_OQ);
-    _mm512_mask_compressstoreu_ps(out + c, m, v);
+    if (m == 0) continue;
+    _mm512_storeu_ps(out + c, _mm512_maskz_compress_ps(m, v));
     c += static_cast<std::size_t>(__builtin_popcount(m));
   }
   for (; i < n; ++i)
     if (x[i] >= t) out[c++] = x[i];
   return c;
+}
+
+/// Splits indices of x into above (x > hi) and between (lo <= x <= hi); NaN goes to neither.
+/// Each output needs room for n + 16 entries. Returns the two counts.
+[[INFOKV_AVX512]] inline void split_by_thresholds(avx512_t, const float* x, std::size_t n, float hi, float lo,
+                                                  std::uint32_t* above, std::size_t& n_above,
+                                                  std::uint32_t* between, std::size_t& n_between) noexcept {
+  const __m512 vh = _mm512_set1_ps(hi), vl = _mm512_set1_ps(lo);
+  __m512i idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i step = _mm512_set1_epi32(16);
+  std::size_t a = 0, b = 0, i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 v = _mm512_loadu_ps(x + i);
+    const __mmask16 ma = _mm512_cmp_ps_mask(v, vh, _CMP_GT_OQ);
+    const __mmask16 mb = static_cast<__mmask16>(_mm512_cmp_ps_mask(v, vl, _CMP_GE_OQ) & ~ma);
+    _mm512_storeu_si512(above + a, _mm512_maskz_compress_epi32(ma, idx));
+    _mm512_storeu_si512(between + b, _mm512_maskz_compress_epi32(mb, idx));
+    a += static_cast<std::size_t>(__builtin_popcount(ma));
+    b += static_cast<std::size_t>(__builtin_popcount(mb));
+    idx = _mm512_add_epi32(idx, step);
+  }
+  for (; i < n; ++i) {
+    if (x[i] > hi)
+      above[a++] = static_cast<std::uint32_t>(i);
+    else if (x[i] >= lo)
+      between[b++] = static_cast<std::uint32_t>(i);
+  }
+  n_above = a;
+  n_between = b;
 }
 
 [[nodiscard, INFOKV_AVX512]] inline float max_value(avx512_t, const float* x, std::size_t n) noexcept {

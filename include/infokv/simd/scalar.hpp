@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <functional>
 #include <limits>
 
@@ -170,6 +172,26 @@ inline void exp_sub_rows(scalar_t, float* e, std::size_t rows, std::size_t cols,
     }
 }
 
+/// Copies a row that will not be read again soon (compaction); the SIMD versions stream it past
+/// the cache. store_fence orders such copies before later stores.
+inline void stream_copy(scalar_t, void* dst, const void* src, std::size_t bytes) noexcept {
+  std::memcpy(dst, src, bytes);
+}
+inline void store_fence(scalar_t) noexcept {}
+
+/// True when every x[i] is finite (no NaN, no +-inf).
+[[nodiscard]] inline bool all_finite(scalar_t, const float* x, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n; ++i)
+    if (!std::isfinite(x[i])) return false;
+  return true;
+}
+/// True when no x[i] is NaN or +inf (-inf allowed: a masked logit).
+[[nodiscard]] inline bool no_nan_or_pos_inf(scalar_t, const float* x, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n; ++i)
+    if (std::isnan(x[i]) || x[i] == std::numeric_limits<float>::infinity()) return false;
+  return true;
+}
+
 /// y[i] += a * x[i].
 inline void axpy(scalar_t, float a, const float* x, float* y, std::size_t n) noexcept {
   for (std::size_t i = 0; i < n; ++i) y[i] += a * x[i];
@@ -179,6 +201,20 @@ inline void axpy(scalar_t, float a, const float* x, float* y, std::size_t n) noe
   float m = -std::numeric_limits<float>::infinity();
   for (std::size_t i = 0; i < n; ++i) m = std::max(m, x[i]);
   return m;
+}
+
+/// Splits indices of x into above (x > hi) and between (lo <= x <= hi); NaN goes to neither.
+inline void split_by_thresholds(scalar_t, const float* x, std::size_t n, float hi, float lo, std::uint32_t* above,
+                                std::size_t& n_above, std::uint32_t* between, std::size_t& n_between) noexcept {
+  std::size_t a = 0, b = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (x[i] > hi)
+      above[a++] = static_cast<std::uint32_t>(i);
+    else if (x[i] >= lo)
+      between[b++] = static_cast<std::uint32_t>(i);
+  }
+  n_above = a;
+  n_between = b;
 }
 
 /// Copies the values >= t to out, in order; returns how many.

@@ -83,4 +83,5 @@ class stream_view {
 
 static_assert(std::is_trivially_copyable_v<stream_view<float>>);
 
+
 INFOKV_END_NAMESPACE
