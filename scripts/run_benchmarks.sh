@@ -8,13 +8,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install_deps.sh
 command -v valgrind >/dev/null 2>&1 || { apt-get install -y -q valgrind >/dev/null 2>&1 || true; }
 
-arch=""
-if grep -qw avx512f /proc/cpuinfo && grep -qw avx512bw /proc/cpuinfo && grep -qw avx512vl /proc/cpuinfo \
-   && grep -qw avx512dq /proc/cpuinfo; then
-  arch="x86-64-v4"
-elif grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo; then
-  arch="x86-64-v3"
-fi
+arch=$(bash scripts/cpu_arch.sh)
 flags=""
 [ -n "$arch" ] && flags="-march=$arch"
 cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DINFOKV_BUILD_TESTS=OFF -DINFOKV_BUILD_EXAMPLES=OFF \

@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install_deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
-cmake --build build -j"$(nproc)" --target infokv_synthetic_decode
-./build/examples/infokv_synthetic_decode "$@"
+# Kernels are chosen at compile time: build for this CPU's best x86-64 level.
+arch=$(bash scripts/cpu_arch.sh)
+cmake -S . -B build-demo -DCMAKE_BUILD_TYPE=Release -DINFOKV_BUILD_TESTS=OFF -DINFOKV_BUILD_BENCHMARKS=OFF \
+      -DINFOKV_INSTALL=OFF "-DCMAKE_CXX_FLAGS=${arch:+-march=$arch}"
+cmake --build build-demo -j"$(nproc)" --target infokv_synthetic_decode
+./build-demo/examples/infokv_synthetic_decode "$@"
