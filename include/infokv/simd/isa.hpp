@@ -6,6 +6,10 @@
 
 #include "infokv/config.hpp"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 INFOKV_BEGIN_NAMESPACE
 namespace simd {
 
@@ -31,13 +35,20 @@ using native_isa = scalar_t;
 
 [[nodiscard]] inline bool cpu_supports(scalar_t) noexcept { return true; }
 #if defined(__x86_64__) || defined(__i386__)
+namespace detail {
+/// F16C (CPUID leaf 1, ECX bit 29); clang 14's __builtin_cpu_supports does not know "f16c".
+[[nodiscard]] inline bool cpu_has_f16c() noexcept {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  return __get_cpuid(1, &a, &b, &c, &d) != 0 && (c & (1u << 29)) != 0;
+}
+}  // namespace detail
 [[nodiscard]] inline bool cpu_supports(avx2_t) noexcept {
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && detail::cpu_has_f16c();
 }
 [[nodiscard]] inline bool cpu_supports(avx512_t) noexcept {
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-         __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+         __builtin_cpu_supports("fma") && detail::cpu_has_f16c();
 }
 #else
 [[nodiscard]] inline bool cpu_supports(avx2_t) noexcept { return false; }
