@@ -661,7 +661,8 @@ class compressor {
   static float sanitize(float x) noexcept { return std::isnan(x) ? -std::numeric_limits<float>::infinity() : x; }
 
   /// Appends stream s's keep list, moves (holes in [0, n) filled from the tail) and freed pages
-  /// to the plan, and updates the state's per-token arrays (which the plan describes).
+  /// to the plan. Nothing else changes until apply(), so a scorer failing on a later stream
+  /// leaves the per-token state as the cache has it.
   template <class View>
   void record_plan(const View& view, sequence_state& st, std::size_t s, std::size_t gs,
                    const std::uint32_t* keep) const noexcept {
@@ -683,7 +684,6 @@ class compressor {
       if (hole >= n || tail >= T) break;
       st.plan_moves_[st.plan_move_count_++] = {static_cast<std::uint32_t>(gs), static_cast<std::uint32_t>(tail),
                                                static_cast<std::uint32_t>(hole)};
-      move_state(st, s, tail, hole);
       ++hole;
       ++tail;
     }
@@ -713,9 +713,13 @@ class compressor {
   /// Applies the recorded plan to the cache (in_place) and commits the new lengths to the state.
   template <class View>
   void apply(const View& view, std::size_t seq, sequence_state& st) const noexcept {
-    (void)seq;
+    const std::size_t s0 = first_stream(view, seq);
     st.last_event_.evicted = true;  // last_plan() reads the recorded plan
     if (config_.apply == apply_mode::in_place) apply_plan<Isa>(view, st.last_plan());
+    for (std::size_t m = 0; m < st.plan_move_count_; ++m) {
+      const slot_move& mv = st.plan_moves_[m];
+      move_state(st, mv.stream - s0, mv.src, mv.dst);
+    }
     for (std::size_t s = 0; s < st.streams_; ++s) st.length_[s] = st.new_length_[s];
   }
 

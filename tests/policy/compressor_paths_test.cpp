@@ -322,6 +322,49 @@ TEST(ErrorTest, CapacityThatCannotHoldTheBudget) {
   EXPECT_EQ(comp.can_implement().code(), infokv::errc::invalid_config);
 }
 
+// A user scorer that fails in one layer: the call reports it, the cache is untouched, and the
+// state still matches the cache slot for slot, so the engine can go on.
+struct fails_in_layer_one {
+  [[nodiscard]] constexpr infokv::observation_needs needs() const noexcept { return {}; }
+  template <infokv::kv_view View, class Isa>
+  [[nodiscard]] infokv::status score(const infokv::layer_context<View, Isa>& ctx, infokv::score_matrix out) const noexcept {
+    if (ctx.layer == 1 && ctx.num_tokens() > 40) return infokv::errc::invalid_config;
+    for (std::size_t h = 0; h < out.heads; ++h)
+      for (std::size_t i = 0; i < ctx.num_tokens(); ++i) out(h, i) = static_cast<float>(ctx.positions[i] % 7);
+    return {};
+  }
+};
+
+TEST(ErrorTest, AUserScorerFailingMidEvictionLeavesCacheAndStateConsistent) {
+  auto cfg = base_config(stream_granularity::per_layer);
+  cfg.slack = 20;  // the first eviction comes at 45 tokens, when layer 1's scorer fails
+  infokv::compressor comp(infokv::scorer_policy<fails_in_layer_one>{}, cfg, kShape);
+  test_cache<float, infokv::layout_nhd> cache(kShape, cfg.granularity, 1, 4, 64, 3);
+  auto st = comp.make_state();
+  bool failed = false;
+  for (std::int32_t t = 0; t < 60; ++t) {
+    cache.append(0, 1, t);
+    const auto view = cache.view();
+    const std::vector<std::int32_t> indptr_before = cache.indptr(), last_before = cache.last_page_len();
+    const infokv::status rc = comp.compress(view, 0, st, {});
+    if (!rc.ok()) {
+      failed = true;
+      EXPECT_EQ(rc.code(), infokv::errc::invalid_config);
+      EXPECT_EQ(cache.indptr(), indptr_before);
+      EXPECT_EQ(cache.last_page_len(), last_before);
+      EXPECT_FALSE(st.last_event().evicted);
+    } else {
+      cache.sync_after_compaction(st.last_plan());
+    }
+    const auto kept = cache.check_contents();
+    for (std::size_t s = 0; s < st.num_streams(); ++s) {
+      ASSERT_EQ(st.length(s), kept[s].size()) << t;
+      for (std::size_t i = 0; i < kept[s].size(); ++i) ASSERT_EQ(st.positions(s)[i], kept[s][i]) << t;
+    }
+  }
+  EXPECT_TRUE(failed);
+}
+
 TEST(ExpectedAttentionTest, EvictsBeforeAnyQueryStatisticsExist) {
   auto cfg = base_config(stream_granularity::per_sequence);
   cfg.prefill_budget = infokv::budget::of_ratio(0.5);
