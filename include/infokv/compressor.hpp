@@ -155,7 +155,8 @@ class compressor {
     st.scratch_.assign(policy_scratch_floats(C, shape_.head_dim, H, shape_.group_size() * std::max<std::size_t>(n.window, 1)), 0.0f);
     st.order_.assign(H * C, 0);
     st.rank_.assign(H * C, 0);
-    st.select_scratch_.assign(select_scratch_words(C), 0);
+    st.select_scratch_.assign(select_scratch_words(H * C), 0);
+    if (effective_schedule() == budget_schedule::adakv) st.rank_positions_.assign(H * C, 0);
     st.keep_.assign(H * C, 0);
     st.layer_weights_.assign(S, 0.0);
     st.apportion_scratch_.assign(S, 0.0);
@@ -638,22 +639,39 @@ class compressor {
       for (std::size_t i = 0; i < st.length_[first + h]; ++i)
         must += st.stream_scores_[h * C + i] == std::numeric_limits<float>::infinity();
     total = std::max(total, must);
-    // Global top `total` over (head, slot), ties: newer position, then lower head.
+    // Global top `total` over (head, slot), ties: newer position, then lower head. The rows are
+    // flattened and the tie order packed into one rank (position * H + H - 1 - head) so the
+    // fast per-stream selection applies; beyond int32 ranks the comparator path decides.
     std::size_t n = 0;
     std::uint32_t* cand = st.rank_.data();
     for (std::size_t h = 0; h < H; ++h)
       for (std::size_t i = 0; i < st.length_[first + h]; ++i) cand[n++] = static_cast<std::uint32_t>(h * C + i);
-    const auto better = [&](std::uint32_t a, std::uint32_t c) {
-      const float sa = sanitize(st.stream_scores_[a]), sc = sanitize(st.stream_scores_[c]);
-      if (sa != sc) return sa > sc;
-      const std::int32_t pa = st.positions_[(first + a / C) * C + a % C];
-      const std::int32_t pc = st.positions_[(first + c / C) * C + c % C];
-      if (pa != pc) return pa > pc;
-      return a < c;
-    };
-    if (total < n) std::nth_element(cand, cand + total, cand + n, better);
+    std::uint32_t* chosen = st.order_.data();  // free again once every head is scored
+    if (total < n && st.seen_ * H < 0x7fffffffu) {
+      float* flat = st.layer_scores_.data();
+      std::int32_t* rank = st.rank_positions_.data();
+      for (std::size_t j = 0; j < n; ++j) {
+        const std::size_t h = cand[j] / C, i = cand[j] % C;
+        flat[j] = st.stream_scores_[cand[j]];
+        rank[j] = static_cast<std::int32_t>(static_cast<std::size_t>(st.positions_[(first + h) * C + i]) * H + (H - 1 - h));
+      }
+      select_top_k(Isa{}, std::span<const float>(flat, n), std::span<const std::int32_t>(rank, n), total,
+                   std::span<std::uint32_t>(chosen, n), std::span<std::uint32_t>(st.select_scratch_));
+      for (std::size_t j = 0; j < total; ++j) chosen[j] = cand[chosen[j]];
+    } else {
+      const auto better = [&](std::uint32_t a, std::uint32_t c) {
+        const float sa = sanitize(st.stream_scores_[a]), sc = sanitize(st.stream_scores_[c]);
+        if (sa != sc) return sa > sc;
+        const std::int32_t pa = st.positions_[(first + a / C) * C + a % C];
+        const std::int32_t pc = st.positions_[(first + c / C) * C + c % C];
+        if (pa != pc) return pa > pc;
+        return a < c;
+      };
+      if (total < n) std::nth_element(cand, cand + total, cand + n, better);
+      std::copy(cand, cand + std::min(total, n), chosen);
+    }
     std::fill(st.keep_.begin(), st.keep_.begin() + static_cast<std::ptrdiff_t>(H * C), 0u);
-    for (std::size_t i = 0; i < total; ++i) st.keep_[cand[i]] = 1u;
+    for (std::size_t i = 0; i < std::min(total, n); ++i) st.keep_[chosen[i]] = 1u;
     for (std::size_t h = 0; h < H; ++h) record_plan(view, st, first + h, s0 + first + h, st.keep_.data() + h * C);
     return {};
   }

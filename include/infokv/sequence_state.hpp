@@ -62,7 +62,7 @@ class sequence_state {
            accumulated_.capacity() * 4 + window_q_.capacity() * 4 + window_pos_.capacity() * 4 +
            query_sum_.capacity() * 8 + query_outer_.capacity() * 8 + layer_scores_.capacity() * 4 +
            stream_scores_.capacity() * 4 + reduce_tmp_.capacity() * 4 + scratch_.capacity() * 4 + order_.capacity() * 4 +
-           rank_.capacity() * 4 + select_scratch_.capacity() * 4 + keep_.capacity() * 4 + plan_keep_.capacity() * 4 +
+           rank_.capacity() * 4 + select_scratch_.capacity() * 4 + rank_positions_.capacity() * 4 + keep_.capacity() * 4 + plan_keep_.capacity() * 4 +
            plan_moves_.capacity() * sizeof(slot_move) + plan_freed_.capacity() * sizeof(freed_page) +
            plan_streams_.capacity() * sizeof(stream_plan) + vocab_scratch_.capacity() * 4 +
            bitmap_.words.capacity() * 8 + length_.capacity() * 8 + new_length_.capacity() * 8 +
@@ -109,7 +109,8 @@ class sequence_state {
   std::vector<float> scratch_;             // policy scratch
   std::vector<std::uint32_t> order_;       // [kv_heads][capacity]: slots sorted by position
   std::vector<std::uint32_t> rank_;        // [kv_heads * capacity]: selection candidates
-  std::vector<std::uint32_t> select_scratch_;  // radix select scratch
+  std::vector<std::uint32_t> select_scratch_;  // top-k selection scratch
+  std::vector<std::int32_t> rank_positions_;   // [kv_heads * capacity]: AdaKV's packed tie order
   std::vector<std::uint32_t> keep_;        // [kv_heads][capacity]: keep flags
   std::vector<std::size_t> new_length_;    // [streams]
   std::vector<double> layer_weights_;      // [streams]

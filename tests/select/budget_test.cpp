@@ -2,6 +2,7 @@
 // Budgets, schedules and top-k selection.
 #include <algorithm>
 #include <numeric>
+#include <set>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -108,6 +109,84 @@ TEST(ScheduleTest, PyramidAdaptiveAndAdaKvKeepExactTotals) {
     } else if (kind == infokv::budget_schedule::adakv) {
       for (std::size_t l = 0; l < 4; ++l) EXPECT_EQ(per_stream[2 * l] + per_stream[2 * l + 1], 40u);
       for (std::size_t n : per_stream) EXPECT_GE(n, 4u);  // floor int(20 * 0.2)
+    }
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// Scores with many ties across tokens, and across heads at even positions, to exercise AdaKV's
+// tie order (newer position, then lower head).
+constexpr std::size_t tied_score(std::size_t pos, std::size_t head) { return (pos / 3) % 5 + (pos % 5 == 0 ? head : 0); }
+struct tied_scorer {
+  [[nodiscard]] constexpr infokv::observation_needs needs() const noexcept { return {}; }
+  template <infokv::kv_view View, class Isa>
+  [[nodiscard]] infokv::status score(const infokv::layer_context<View, Isa>& ctx, infokv::score_matrix out) const noexcept {
+    for (std::size_t h = 0; h < out.heads; ++h)
+      for (std::size_t i = 0; i < ctx.num_tokens(); ++i)
+        out(h, i) = static_cast<float>(tied_score(static_cast<std::size_t>(ctx.positions[i]), ctx.kv_head_offset + h));
+    return {};
+  }
+};
+
+// AdaKV over 2 x 1,100 candidates (the fast selection path) against a direct computation of its
+// rule: protected and each head's top 20% first, then the global top by score, newer position,
+// lower head.
+TEST(ScheduleTest, AdaKvSelectsExactlyByItsRule) {
+  const infokv::model_shape shape{.num_layers = 2, .num_q_heads = 2, .num_kv_heads = 2, .head_dim = 8};
+  infokv::compress_config cfg;
+  cfg.granularity = infokv::stream_granularity::per_layer_head;
+  cfg.capacity = 1200;
+  cfg.sink_tokens = 2;
+  cfg.recent_tokens = 4;
+  cfg.prefill_budget = infokv::budget::of_tokens(200);
+  cfg.decode_budget = infokv::budget::of_tokens(200);
+  cfg.schedule.kind = infokv::budget_schedule::adakv;
+  infokv::compressor comp(infokv::scorer_policy<tied_scorer>{}, cfg, shape);
+  infokv_test::test_cache<float, infokv::layout_nhd> cache(shape, cfg.granularity, 1, 16, 200, 1);
+  auto st = comp.make_state();
+  const std::size_t T = 1100, H = 2;
+  cache.append(0, T, 0);
+  infokv::step_signals sig;
+  sig.num_tokens = T;
+  ASSERT_TRUE(comp.compress_prefill(cache.view(), 0, st, sig).ok());
+  cache.sync_after_compaction(st.last_plan());
+  const auto kept = cache.check_contents();
+  for (std::size_t l = 0; l < 2; ++l) {
+    struct cand {
+      double score;
+      std::int32_t pos;
+      std::size_t head;
+    };
+    std::vector<cand> all;
+    for (std::size_t h = 0; h < H; ++h) {
+      std::vector<cand> mine;
+      for (std::int32_t p = 0; p < static_cast<std::int32_t>(T); ++p)
+        mine.push_back({static_cast<double>(tied_score(static_cast<std::size_t>(p), h)), p, h});
+      const auto better = [](const cand& a, const cand& b) {
+        if (a.score != b.score) return a.score > b.score;
+        if (a.pos != b.pos) return a.pos > b.pos;
+        return a.head < b.head;
+      };
+      std::sort(mine.begin(), mine.end(), better);
+      for (std::size_t r = 0; r < mine.size(); ++r) {
+        const bool prot = mine[r].pos < 2 || mine[r].pos >= static_cast<std::int32_t>(T - 4);
+        if (prot || r < 40) mine[r].score = 1e9;  // protected and the head's top int(200 * 0.2)
+      }
+      all.insert(all.end(), mine.begin(), mine.end());
+    }
+    std::sort(all.begin(), all.end(), [](const cand& a, const cand& b) {
+      if (a.score != b.score) return a.score > b.score;
+      if (a.pos != b.pos) return a.pos > b.pos;
+      return a.head < b.head;
+    });
+    std::vector<std::set<std::int32_t>> want(H);
+    for (std::size_t r = 0; r < 400; ++r) want[all[r].head].insert(all[r].pos);
+    for (std::size_t h = 0; h < H; ++h) {
+      const auto& got = kept[l * H + h];
+      EXPECT_EQ(std::set<std::int32_t>(got.begin(), got.end()), want[h]) << "layer " << l << " head " << h;
     }
   }
 }
