@@ -27,13 +27,17 @@ void BM_Compaction(benchmark::State& state) {
   p.key_pools = kp, p.value_pools = vp, p.pool_pages = pages;
   p.indptr = indptr.data(), p.indices = indices.data(), p.last_page_len = last.data();
   const infokv::paged_kv_cache_view<infokv::bfloat16, Layout> view(p);
-  // Keep every 4th slot: the holes below T/4 are filled from the survivors above it.
+  // Keep 25%: every 4th slot (pattern 0), or runs of 8 slots out of every 32 (pattern 1, as
+  // when evicted and kept tokens come in runs). Holes below T/4 are filled from the survivors
+  // above it, as the compressor plans them.
+  const bool runs = state.range(2) != 0;
+  const auto kept = [&](std::size_t i) { return runs ? i % 32 < 8 : i % 4 == 0; };
   std::vector<infokv::slot_move> moves;
   const std::size_t n = T / 4;
   std::size_t hole = 0;
   for (std::size_t src = n; src < T; ++src) {
-    if (src % 4 != 0) continue;
-    while (hole < n && hole % 4 == 0) ++hole;
+    if (!kept(src)) continue;
+    while (hole < n && kept(hole)) ++hole;
     moves.push_back({0, static_cast<std::uint32_t>(src), static_cast<std::uint32_t>(hole++)});
   }
   for (auto _ : state) {
@@ -45,7 +49,9 @@ void BM_Compaction(benchmark::State& state) {
 }
 
 void shapes(benchmark::internal::Benchmark* b) {
-  b->ArgNames({"model", "tokens"})->ArgsProduct({{0, 1}, {4096, 32768, 131072}})->Unit(benchmark::kMicrosecond);
+  b->ArgNames({"model", "tokens", "runs"})
+      ->ArgsProduct({{0, 1}, {4096, 32768, 131072}, {0, 1}})
+      ->Unit(benchmark::kMicrosecond);
 }
 
 }  // namespace

@@ -381,3 +381,45 @@ TEST(ExpectedAttentionTest, EvictsBeforeAnyQueryStatisticsExist) {
 }
 
 }  // namespace
+
+namespace {
+
+// Merged runs of moves copy exactly what the moves one by one copy (NHD and HND, page edges).
+template <class Layout>
+void check_runs_match_single_moves() {
+  for (std::size_t ps : {1u, 3u, 8u}) {
+    test_cache<infokv::half, Layout> a(kShape, stream_granularity::per_layer, 1, ps, 64, 5);
+    test_cache<infokv::half, Layout> b(kShape, stream_granularity::per_layer, 1, ps, 64, 5);
+    a.append(0, 64, 0);
+    b.append(0, 64, 0);
+    // Keep blocks of tokens; holes below the new length filled from the tail, as planned.
+    std::vector<bool> keep(64, false);
+    for (std::size_t i = 0; i < 64; ++i) keep[i] = i < 5 || (i >= 20 && i < 29) || i >= 44;
+    const auto n = static_cast<std::size_t>(std::count(keep.begin(), keep.end(), true));
+    std::vector<infokv::slot_move> moves;
+    for (std::uint32_t stream = 0; stream < kShape.num_layers; ++stream) {
+      std::size_t hole = 0, tail = n;
+      while (true) {
+        while (hole < n && keep[hole]) ++hole;
+        while (tail < 64 && !keep[tail]) ++tail;
+        if (hole >= n || tail >= 64) break;
+        moves.push_back({stream, static_cast<std::uint32_t>(tail++), static_cast<std::uint32_t>(hole++)});
+      }
+    }
+    const auto va = a.view(), vb = b.view();
+    infokv::apply_slot_moves(va, std::span<const infokv::slot_move>(moves));
+    for (const auto& m : moves) infokv::apply_slot_move(vb, m);
+    infokv::simd::store_fence(infokv::simd::native_isa{});
+    for (std::size_t l = 0; l < kShape.num_layers; ++l)
+      for (std::size_t i = 0; i < a.keys()[l].size(); ++i)
+        ASSERT_EQ(a.keys()[l][i].bits, b.keys()[l][i].bits) << Layout::name << " page size " << ps;
+    EXPECT_EQ(a.positions(), b.positions());
+  }
+}
+
+TEST(CompactionTest, MergedRunsCopyWhatSingleMovesCopy) {
+  check_runs_match_single_moves<infokv::layout_nhd>();
+  check_runs_match_single_moves<infokv::layout_hnd>();
+}
+
+}  // namespace

@@ -16,12 +16,13 @@
 
 INFOKV_BEGIN_NAMESPACE
 
-/// Copies logical slot m.src of stream m.stream to slot m.dst: K and V rows and the position.
-/// Moves must be applied before the table is shrunk (they address pages through it). Rows are
-/// streamed past the cache where aligned; call simd::store_fence(Isa{}) after the last move
-/// (apply_slot_moves does).
+/// Copies `run` consecutive logical slots m.src.. of stream m.stream to m.dst.. (K and V rows
+/// and positions); the run stays inside one source and one destination page. Moves must be
+/// applied before the table is shrunk (they address pages through it). Rows are streamed past
+/// the cache where aligned; call simd::store_fence(Isa{}) after the last move (apply_slot_moves
+/// does).
 template <class Isa = simd::native_isa, class View>
-void apply_slot_move(const View& view, const slot_move& m) noexcept {
+void apply_slot_run(const View& view, const slot_move& m, std::size_t run = 1) noexcept {
   using T = typename View::element_type;
   using Layout = typename View::layout_type;
   const std::size_t gs = m.stream;
@@ -35,16 +36,22 @@ void apply_slot_move(const View& view, const slot_move& m) noexcept {
     for (T* pool : {view.key_pool(l), view.value_pool(l)}) {
       if constexpr (Layout::slot_contiguous) {
         simd::stream_copy(Isa{}, pool + dp * stride + Layout::offset(doff, 0, ps, H, D),
-                          pool + sp * stride + Layout::offset(so, 0, ps, H, D), H * D * sizeof(T));
+                          pool + sp * stride + Layout::offset(so, 0, ps, H, D), run * H * D * sizeof(T));
       } else {
         for (std::size_t h = 0; h < H; ++h)
           simd::stream_copy(Isa{}, pool + dp * stride + Layout::offset(doff, h, ps, H, D),
-                            pool + sp * stride + Layout::offset(so, h, ps, H, D), D * sizeof(T));
+                            pool + sp * stride + Layout::offset(so, h, ps, H, D), run * D * sizeof(T));
       }
     }
   }
   if (auto* pos = view.domain_positions(view.stream_domain(gs)); pos != nullptr)
-    pos[dp * ps + doff] = pos[sp * ps + so];
+    for (std::size_t r = 0; r < run; ++r) pos[dp * ps + doff + r] = pos[sp * ps + so + r];
+}
+
+/// One slot: apply_slot_run with a run of 1.
+template <class Isa = simd::native_isa, class View>
+void apply_slot_move(const View& view, const slot_move& m) noexcept {
+  apply_slot_run<Isa>(view, m, 1);
 }
 
 namespace detail {
@@ -67,13 +74,24 @@ void prefetch_slot(const View& view, const slot_move& m) noexcept {
 }
 }  // namespace detail
 
+/// Applies moves in order, merging consecutive moves whose sources and destinations are both
+/// consecutive slots of the same pages into one copy (evicted and kept tokens come in runs).
 template <class Isa = simd::native_isa, class View>
 void apply_slot_moves(const View& view, std::span<const slot_move> moves) noexcept {
   // Far enough ahead to cover a DRAM round trip for small rows, near enough to stay in L1.
   constexpr std::size_t kAhead = 12;
-  for (std::size_t i = 0; i < moves.size(); ++i) {
-    if (i + kAhead < moves.size()) detail::prefetch_slot(view, moves[i + kAhead]);
-    apply_slot_move<Isa>(view, moves[i]);
+  const std::size_t ps = view.page_size();
+  std::size_t prefetched = 0;
+  for (std::size_t i = 0; i < moves.size();) {
+    const slot_move& m = moves[i];
+    std::size_t run = 1;
+    while (i + run < moves.size() && moves[i + run].stream == m.stream && moves[i + run].src == m.src + run &&
+           moves[i + run].dst == m.dst + run && m.src % ps + run < ps && m.dst % ps + run < ps)
+      ++run;
+    for (; prefetched < std::min(moves.size(), i + run + kAhead); ++prefetched)
+      if (prefetched >= i + run) detail::prefetch_slot(view, moves[prefetched]);
+    apply_slot_run<Isa>(view, m, run);
+    i += run;
   }
   simd::store_fence(Isa{});
 }
