@@ -341,14 +341,10 @@ template <std::size_t MR>
     vz = _mm256_add_ps(vz, e);
     vw = _mm256_add_ps(vw, _mm256_and_ps(_mm256_mul_ps(e, d), _mm256_cmp_ps(e, _mm256_setzero_ps(), _CMP_GT_OQ)));
   }
-  z = avx2_detail::hsum(vz);
-  weighted = avx2_detail::hsum(vw);
-  for (; i < n; ++i) {
-    const double d = static_cast<double>(x[i]) - m;
-    const double e = std::exp(d);
-    z += e;
-    if (e > 0.0) weighted += e * d;
-  }
+  double tail_z = 0.0, tail_w = 0.0;
+  exp_moments(scalar_t{}, x + i, n - i, m, tail_z, tail_w);
+  z = avx2_detail::hsum(vz) + tail_z;
+  weighted = avx2_detail::hsum(vw) + tail_w;
 }
 
 }  // namespace simd

@@ -145,25 +145,27 @@ template <class T>
 }
 [[INFOKV_AVX512]] inline void store_fence(avx512_t) noexcept { _mm_sfence(); }
 
-[[nodiscard, INFOKV_AVX512]] inline bool all_finite(avx512_t, const float* x, std::size_t n) noexcept {
+namespace avx512_detail {
+/// True when no x[i] falls in the fpclass categories `Classes` (an immediate: 0x01 QNaN,
+/// 0x08 +inf, 0x10 -inf, 0x80 SNaN).
+template <int Classes>
+[[nodiscard, INFOKV_AVX512]] inline bool none_in_class(const float* x, std::size_t n) noexcept {
   __mmask16 bad = 0;
   std::size_t i = 0;
-  for (; i + 16 <= n; i += 16) bad = static_cast<__mmask16>(bad | _mm512_fpclass_ps_mask(_mm512_loadu_ps(x + i), 0x99));
+  for (; i + 16 <= n; i += 16) bad = static_cast<__mmask16>(bad | _mm512_fpclass_ps_mask(_mm512_loadu_ps(x + i), Classes));
   if (i < n) {
     const auto m = static_cast<__mmask16>((1u << (n - i)) - 1u);
-    bad = static_cast<__mmask16>(bad | _mm512_mask_fpclass_ps_mask(m, _mm512_maskz_loadu_ps(m, x + i), 0x99));
+    bad = static_cast<__mmask16>(bad | _mm512_mask_fpclass_ps_mask(m, _mm512_maskz_loadu_ps(m, x + i), Classes));
   }
   return bad == 0;
 }
+}  // namespace avx512_detail
+
+[[nodiscard, INFOKV_AVX512]] inline bool all_finite(avx512_t, const float* x, std::size_t n) noexcept {
+  return avx512_detail::none_in_class<0x99>(x, n);  // NaN, +inf, -inf
+}
 [[nodiscard, INFOKV_AVX512]] inline bool no_nan_or_pos_inf(avx512_t, const float* x, std::size_t n) noexcept {
-  __mmask16 bad = 0;
-  std::size_t i = 0;
-  for (; i + 16 <= n; i += 16) bad = static_cast<__mmask16>(bad | _mm512_fpclass_ps_mask(_mm512_loadu_ps(x + i), 0x89));
-  if (i < n) {
-    const auto m = static_cast<__mmask16>((1u << (n - i)) - 1u);
-    bad = static_cast<__mmask16>(bad | _mm512_mask_fpclass_ps_mask(m, _mm512_maskz_loadu_ps(m, x + i), 0x89));
-  }
-  return bad == 0;
+  return avx512_detail::none_in_class<0x89>(x, n);  // NaN, +inf
 }
 
 /// y[i] += a * x[i].
