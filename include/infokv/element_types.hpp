@@ -2,10 +2,11 @@
 // The storage types a KV pool may hold (float, IEEE binary16, bfloat16) and their exact
 // conversion to float. half and bfloat16 are 2-byte bit containers with the layout of
 // Eigen::half / __half and Eigen::bfloat16 / __nv_bfloat16, so an engine's pool of those types
-// can be viewed through a reinterpret_cast of the base pointer.
+// can be viewed through a reinterpret_cast of the base pointer. The conversions use
+// __builtin_bit_cast (GCC, Clang and nvcc) rather than std::bit_cast, a host-only function that
+// device code cannot call.
 #pragma once
 
-#include <bit>
 #include <cstdint>
 #include <type_traits>
 
@@ -31,7 +32,7 @@ inline constexpr bool is_kv_element_v =
 INFOKV_HOST_DEVICE constexpr float to_float(float x) noexcept { return x; }
 
 INFOKV_HOST_DEVICE constexpr float to_float(bfloat16 x) noexcept {
-  return std::bit_cast<float>(static_cast<std::uint32_t>(x.bits) << 16);
+  return __builtin_bit_cast(float, static_cast<std::uint32_t>(x.bits) << 16);
 }
 
 // Exact binary16 -> binary32, including subnormals, infinities and NaN payloads.
@@ -39,21 +40,21 @@ INFOKV_HOST_DEVICE constexpr float to_float(half x) noexcept {
   const std::uint32_t sign = static_cast<std::uint32_t>(x.bits & 0x8000u) << 16;
   const std::uint32_t exp = (x.bits >> 10) & 0x1fu;
   std::uint32_t man = x.bits & 0x3ffu;
-  if (exp == 0x1f) return std::bit_cast<float>(sign | 0x7f800000u | (man << 13));
-  if (exp != 0) return std::bit_cast<float>(sign | ((exp + 112u) << 23) | (man << 13));
-  if (man == 0) return std::bit_cast<float>(sign);
+  if (exp == 0x1f) return __builtin_bit_cast(float, sign | 0x7f800000u | (man << 13));
+  if (exp != 0) return __builtin_bit_cast(float, sign | ((exp + 112u) << 23) | (man << 13));
+  if (man == 0) return __builtin_bit_cast(float, sign);
   // Subnormal half: normalise into a binary32 normal.
   std::uint32_t e = 113;
   while ((man & 0x400u) == 0) {
     man <<= 1;
     --e;
   }
-  return std::bit_cast<float>(sign | (e << 23) | ((man & 0x3ffu) << 13));
+  return __builtin_bit_cast(float, sign | (e << 23) | ((man & 0x3ffu) << 13));
 }
 
 /// float -> bfloat16, round to nearest even (NaN stays a quiet NaN).
 INFOKV_HOST_DEVICE constexpr bfloat16 to_bfloat16(float f) noexcept {
-  const std::uint32_t u = std::bit_cast<std::uint32_t>(f);
+  const std::uint32_t u = __builtin_bit_cast(std::uint32_t, f);
   if ((u & 0x7fffffffu) > 0x7f800000u) return bfloat16{static_cast<std::uint16_t>((u >> 16) | 0x40u)};
   const std::uint32_t rounded = u + 0x7fffu + ((u >> 16) & 1u);
   return bfloat16{static_cast<std::uint16_t>(rounded >> 16)};
@@ -61,7 +62,7 @@ INFOKV_HOST_DEVICE constexpr bfloat16 to_bfloat16(float f) noexcept {
 
 /// float -> binary16, round to nearest even, overflow to infinity, gradual underflow.
 INFOKV_HOST_DEVICE constexpr half to_half(float f) noexcept {
-  const std::uint32_t u = std::bit_cast<std::uint32_t>(f);
+  const std::uint32_t u = __builtin_bit_cast(std::uint32_t, f);
   const std::uint16_t sign = static_cast<std::uint16_t>((u >> 16) & 0x8000u);
   const std::uint32_t a = u & 0x7fffffffu;
   if (a > 0x7f800000u) return half{static_cast<std::uint16_t>(sign | 0x7e00u)};  // NaN

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // The engine's whole paged KV cache for a batch of sequences, seen without owning it: one K and
 // one V pool per layer, a FlashInfer-style CSR page table over streams (indptr, indices,
-// last_page_len), and optionally the original position of every slot. Trivially copyable.
+// last_page_len), and optionally the original position of every slot. Trivially copyable; every
+// accessor is host/device, so the same type with device pointers is the view a CUDA kernel reads.
 //
 // Streams are numbered sequence-major: per_sequence s = b; per_layer s = b * L + l;
 // per_layer_head s = (b * L + l) * H_kv + h. Page ids of a stream index the pool of the stream's
@@ -54,31 +55,31 @@ class paged_kv_cache_view {
   static constexpr std::size_t static_head_dim = HeadDim;
 
   constexpr paged_kv_cache_view() noexcept = default;
-  constexpr explicit paged_kv_cache_view(const params_type& p) noexcept : p_(p) {}
+  INFOKV_HOST_DEVICE constexpr explicit paged_kv_cache_view(const params_type& p) noexcept : p_(p) {}
 
-  [[nodiscard]] constexpr const params_type& params() const noexcept { return p_; }
-  [[nodiscard]] constexpr stream_granularity granularity() const noexcept { return p_.granularity; }
-  [[nodiscard]] constexpr std::size_t num_sequences() const noexcept { return p_.num_sequences; }
-  [[nodiscard]] constexpr std::size_t num_layers() const noexcept { return p_.num_layers; }
-  [[nodiscard]] constexpr std::size_t num_kv_heads() const noexcept { return p_.num_kv_heads; }
-  [[nodiscard]] constexpr std::size_t head_dim() const noexcept {
+  [[nodiscard]] INFOKV_HOST_DEVICE constexpr const params_type& params() const noexcept { return p_; }
+  [[nodiscard]] INFOKV_HOST_DEVICE constexpr stream_granularity granularity() const noexcept { return p_.granularity; }
+  [[nodiscard]] INFOKV_HOST_DEVICE constexpr std::size_t num_sequences() const noexcept { return p_.num_sequences; }
+  [[nodiscard]] INFOKV_HOST_DEVICE constexpr std::size_t num_layers() const noexcept { return p_.num_layers; }
+  [[nodiscard]] INFOKV_HOST_DEVICE constexpr std::size_t num_kv_heads() const noexcept { return p_.num_kv_heads; }
+  [[nodiscard]] INFOKV_HOST_DEVICE constexpr std::size_t head_dim() const noexcept {
     return HeadDim == dynamic_extent ? p_.head_dim : HeadDim;
   }
-  [[nodiscard]] constexpr std::size_t page_size() const noexcept { return p_.page_size; }
-  [[nodiscard]] constexpr std::size_t pool_pages() const noexcept { return p_.pool_pages; }
-  [[nodiscard]] constexpr bool dense() const noexcept { return p_.indptr == nullptr; }
+  [[nodiscard]] INFOKV_HOST_DEVICE constexpr std::size_t page_size() const noexcept { return p_.page_size; }
+  [[nodiscard]] INFOKV_HOST_DEVICE constexpr std::size_t pool_pages() const noexcept { return p_.pool_pages; }
+  [[nodiscard]] INFOKV_HOST_DEVICE constexpr bool dense() const noexcept { return p_.indptr == nullptr; }
 
   /// KV heads stored in one page (all heads of a layer, or one for per_layer_head).
-  [[nodiscard]] constexpr std::size_t heads_per_page() const noexcept {
+  [[nodiscard]] INFOKV_HOST_DEVICE constexpr std::size_t heads_per_page() const noexcept {
     return p_.granularity == stream_granularity::per_layer_head ? 1 : p_.num_kv_heads;
   }
-  [[nodiscard]] constexpr std::size_t page_elements() const noexcept {
+  [[nodiscard]] INFOKV_HOST_DEVICE constexpr std::size_t page_elements() const noexcept {
     return p_.page_size * heads_per_page() * head_dim();
   }
-  [[nodiscard]] constexpr std::size_t page_stride() const noexcept {
+  [[nodiscard]] INFOKV_HOST_DEVICE constexpr std::size_t page_stride() const noexcept {
     return p_.page_stride == 0 ? page_elements() : p_.page_stride;
   }
-  [[nodiscard]] constexpr std::size_t streams_per_sequence() const noexcept {
+  [[nodiscard]] INFOKV_HOST_DEVICE constexpr std::size_t streams_per_sequence() const noexcept {
     switch (p_.granularity) {
       case stream_granularity::per_sequence: return 1;
       case stream_granularity::per_layer: return p_.num_layers;
@@ -86,20 +87,20 @@ class paged_kv_cache_view {
     }
     return 1;
   }
-  [[nodiscard]] constexpr std::size_t num_streams() const noexcept {
+  [[nodiscard]] INFOKV_HOST_DEVICE constexpr std::size_t num_streams() const noexcept {
     return p_.num_sequences * streams_per_sequence();
   }
-  [[nodiscard]] constexpr std::size_t num_domains() const noexcept {
+  [[nodiscard]] INFOKV_HOST_DEVICE constexpr std::size_t num_domains() const noexcept {
     return p_.granularity == stream_granularity::per_sequence ? 1 : p_.num_layers;
   }
   /// Layers whose storage a stream covers: all for per_sequence, one otherwise.
-  [[nodiscard]] constexpr std::size_t layers_per_stream() const noexcept {
+  [[nodiscard]] INFOKV_HOST_DEVICE constexpr std::size_t layers_per_stream() const noexcept {
     return p_.granularity == stream_granularity::per_sequence ? p_.num_layers : 1;
   }
 
   /// Stream of (sequence, layer, KV head); layer / head are ignored where the granularity
   /// shares one stream across them.
-  [[nodiscard]] constexpr std::size_t stream_index(std::size_t seq, std::size_t layer,
+  [[nodiscard]] INFOKV_HOST_DEVICE constexpr std::size_t stream_index(std::size_t seq, std::size_t layer,
                                                    std::size_t head) const noexcept {
     switch (p_.granularity) {
       case stream_granularity::per_sequence: return seq;
@@ -110,7 +111,7 @@ class paged_kv_cache_view {
     return seq;
   }
   /// The layer a stream lives in (0 for per_sequence streams, which span all layers).
-  [[nodiscard]] constexpr std::size_t stream_layer(std::size_t s) const noexcept {
+  [[nodiscard]] INFOKV_HOST_DEVICE constexpr std::size_t stream_layer(std::size_t s) const noexcept {
     switch (p_.granularity) {
       case stream_granularity::per_sequence: return 0;
       case stream_granularity::per_layer: return s % p_.num_layers;
@@ -119,49 +120,49 @@ class paged_kv_cache_view {
     return 0;
   }
   /// The first KV head a stream holds (its head for per_layer_head, else 0).
-  [[nodiscard]] constexpr std::size_t stream_head(std::size_t s) const noexcept {
+  [[nodiscard]] INFOKV_HOST_DEVICE constexpr std::size_t stream_head(std::size_t s) const noexcept {
     return p_.granularity == stream_granularity::per_layer_head ? s % p_.num_kv_heads : 0;
   }
-  [[nodiscard]] constexpr std::size_t stream_domain(std::size_t s) const noexcept {
+  [[nodiscard]] INFOKV_HOST_DEVICE constexpr std::size_t stream_domain(std::size_t s) const noexcept {
     return p_.granularity == stream_granularity::per_sequence ? 0 : stream_layer(s);
   }
-  [[nodiscard]] constexpr std::size_t stream_sequence(std::size_t s) const noexcept {
+  [[nodiscard]] INFOKV_HOST_DEVICE constexpr std::size_t stream_sequence(std::size_t s) const noexcept {
     return s / streams_per_sequence();
   }
 
-  [[nodiscard]] constexpr std::size_t stream_num_pages(std::size_t s) const noexcept {
+  [[nodiscard]] INFOKV_HOST_DEVICE constexpr std::size_t stream_num_pages(std::size_t s) const noexcept {
     return dense() ? 1 : static_cast<std::size_t>(p_.indptr[s + 1] - p_.indptr[s]);
   }
   /// The dense form's single page of stream s.
-  [[nodiscard]] constexpr std::size_t dense_page(std::size_t s) const noexcept {
+  [[nodiscard]] INFOKV_HOST_DEVICE constexpr std::size_t dense_page(std::size_t s) const noexcept {
     const std::size_t seq = stream_sequence(s);
     return p_.granularity == stream_granularity::per_layer_head
                ? seq * p_.num_kv_heads + stream_head(s)
                : seq;
   }
-  [[nodiscard]] constexpr std::size_t stream_length(std::size_t s) const noexcept {
+  [[nodiscard]] INFOKV_HOST_DEVICE constexpr std::size_t stream_length(std::size_t s) const noexcept {
     const std::size_t pages = stream_num_pages(s);
     if (pages == 0) return 0;
     return (pages - 1) * p_.page_size + static_cast<std::size_t>(p_.last_page_len[s]);
   }
-  [[nodiscard]] constexpr std::size_t stream_page(std::size_t s, std::size_t logical) const noexcept {
+  [[nodiscard]] INFOKV_HOST_DEVICE constexpr std::size_t stream_page(std::size_t s, std::size_t logical) const noexcept {
     return dense() ? dense_page(s) + logical
                    : static_cast<std::size_t>(p_.indices[static_cast<std::size_t>(p_.indptr[s]) + logical]);
   }
 
-  [[nodiscard]] constexpr T* key_pool(std::size_t layer) const noexcept { return p_.key_pools[layer]; }
-  [[nodiscard]] constexpr T* value_pool(std::size_t layer) const noexcept {
+  [[nodiscard]] INFOKV_HOST_DEVICE constexpr T* key_pool(std::size_t layer) const noexcept { return p_.key_pools[layer]; }
+  [[nodiscard]] INFOKV_HOST_DEVICE constexpr T* value_pool(std::size_t layer) const noexcept {
     return p_.value_pools[layer];
   }
   /// Position slot array of a domain, or null when the engine keeps no positions in the view.
-  [[nodiscard]] constexpr Index* domain_positions(std::size_t domain) const noexcept {
+  [[nodiscard]] INFOKV_HOST_DEVICE constexpr Index* domain_positions(std::size_t domain) const noexcept {
     return p_.positions == nullptr ? nullptr
                                    : p_.positions + domain * p_.pool_pages * p_.page_size;
   }
 
   /// Keys and values of stream s as stored in `layer` (must be the stream's layer unless the
   /// stream is per_sequence).
-  [[nodiscard]] constexpr stream_view_type stream(std::size_t s, std::size_t layer) const noexcept {
+  [[nodiscard]] INFOKV_HOST_DEVICE constexpr stream_view_type stream(std::size_t s, std::size_t layer) const noexcept {
     const Index* pages =
         dense() ? nullptr : p_.indices + static_cast<std::size_t>(p_.indptr[s]);
     return stream_view_type(p_.key_pools[layer], p_.value_pools[layer], page_stride(), pages,

@@ -27,7 +27,7 @@ class stream_view {
 
   constexpr stream_view() noexcept = default;
   /// `pages` may be null: then the stream's pages are first_page, first_page + 1, ... (dense).
-  constexpr stream_view(const T* keys, const T* values, std::size_t page_stride, const Index* pages,
+  INFOKV_HOST_DEVICE constexpr stream_view(const T* keys, const T* values, std::size_t page_stride, const Index* pages,
                         std::size_t first_page, std::size_t num_tokens, std::size_t page_size,
                         std::size_t num_heads, std::size_t head_dim) noexcept
       : k_(keys),
