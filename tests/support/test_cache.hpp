@@ -179,6 +179,7 @@ class test_cache {
   std::vector<std::int32_t>& last_page_len() { return last_; }
   std::vector<T*>& key_pointers() { return kp_; }
   std::vector<std::vector<T>>& keys() { return k_; }
+  std::vector<std::vector<T>>& values() { return v_; }
   std::vector<std::int32_t>& positions() { return positions_; }
 
  private:
