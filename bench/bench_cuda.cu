@@ -262,7 +262,11 @@ void BM_TopKEntropy(benchmark::State& state) {
   const std::size_t rows = static_cast<std::size_t>(state.range(0)), vocab = static_cast<std::size_t>(state.range(1));
   T* logits = device_random<T>(rows * vocab, 3.0f, 4);
   float* out = device_alloc<float>(rows);
-  const double t = run_timed(state, [&] { BENCH_OK(infokv::cuda::top_k_entropy(logits, rows, vocab, vocab, 256, out, nullptr)); });
+  const std::size_t ws_bytes = infokv::cuda::top_k_entropy_workspace_bytes(rows, vocab, 256);
+  void* ws = device_alloc<char>(ws_bytes);
+  const double t = run_timed(state, [&] {
+    BENCH_OK(infokv::cuda::top_k_entropy(logits, rows, vocab, vocab, 256, out, {ws, ws_bytes}, nullptr));
+  });
   report_bytes(state, static_cast<double>(rows * vocab * sizeof(T)), t);  // the row read once
   state.counters["us_per_row"] = t * 1e6 / static_cast<double>(rows);
 }

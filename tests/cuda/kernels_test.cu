@@ -220,8 +220,11 @@ TYPED_TEST(CudaElementKernels, TopKEntropyMatchesTheScalarReference) {
     const auto exact = as_float(stored);  // what the kernel reads
     device_buffer<T> d_logits(stored);
     device_buffer<float> d_out(R);
-    for (const std::size_t k : {std::size_t{256}, std::size_t{1}, vocab, vocab + 5}) {
-      ASSERT_TRUE(infokv::cuda::top_k_entropy(d_logits.get(), R, vocab, vocab, k, d_out.get(), nullptr).ok());
+    // k = 256 and 1 take the chunked path, 9,000 (> one chunk) and >= vocab the direct one.
+    for (const std::size_t k : {std::size_t{256}, std::size_t{1}, std::size_t{9000}, vocab, vocab + 5}) {
+      device_buffer<char> ws(infokv::cuda::top_k_entropy_workspace_bytes(R, vocab, k));
+      ASSERT_TRUE(infokv::cuda::top_k_entropy(d_logits.get(), R, vocab, vocab, k, d_out.get(), {ws.get(), ws.size()},
+                                              nullptr).ok());
       INFOKV_CUDA_OK(cudaDeviceSynchronize());
       const auto got = d_out.download();
       for (std::size_t i = 0; i < R; ++i) {
@@ -235,7 +238,8 @@ TYPED_TEST(CudaElementKernels, TopKEntropyMatchesTheScalarReference) {
   two[17] = std::numeric_limits<float>::quiet_NaN();
   device_buffer<T> d_two(convert<T>(two));
   device_buffer<float> d_o(2);
-  ASSERT_TRUE(infokv::cuda::top_k_entropy(d_two.get(), 2, 300, 300, 256, d_o.get(), nullptr).ok());
+  device_buffer<char> ws(infokv::cuda::top_k_entropy_workspace_bytes(2, 300, 256));
+  ASSERT_TRUE(infokv::cuda::top_k_entropy(d_two.get(), 2, 300, 300, 256, d_o.get(), {ws.get(), ws.size()}, nullptr).ok());
   INFOKV_CUDA_OK(cudaDeviceSynchronize());
   const auto o = d_o.download();
   EXPECT_TRUE(std::isnan(o[0]));
@@ -368,10 +372,15 @@ TEST(CudaLaunchers, RejectBadArgumentsBeforeEnqueueing) {
   b.batch = 0;
   EXPECT_TRUE(infokv::cuda::window_attention(view, b, {}, nullptr).ok()) << "nothing to do is not an error";
 
-  EXPECT_EQ(infokv::cuda::top_k_entropy(static_cast<const float*>(nullptr), 1, 10, 10, 5, &dummy_f, nullptr),
+  EXPECT_EQ(infokv::cuda::top_k_entropy(static_cast<const float*>(nullptr), 1, 10, 10, 5, &dummy_f, {}, nullptr),
             infokv::errc::null_pointer);
-  EXPECT_EQ(infokv::cuda::top_k_entropy(&dummy_f, 1, 10, 9, 5, &dummy_f, nullptr), infokv::errc::logits_size_mismatch);
-  EXPECT_EQ(infokv::cuda::top_k_entropy(&dummy_f, 1, 10, 10, 0, &dummy_f, nullptr), infokv::errc::invalid_config);
+  EXPECT_EQ(infokv::cuda::top_k_entropy(&dummy_f, 1, 10, 9, 5, &dummy_f, {}, nullptr), infokv::errc::logits_size_mismatch);
+  EXPECT_EQ(infokv::cuda::top_k_entropy(&dummy_f, 1, 10, 10, 0, &dummy_f, {}, nullptr), infokv::errc::invalid_config);
+  const std::size_t ews = infokv::cuda::top_k_entropy_workspace_bytes(4, 49152, 256);
+  EXPECT_GT(ews, 4u * 6 * 256 * sizeof(float));
+  EXPECT_EQ(infokv::cuda::top_k_entropy(&dummy_f, 4, 49152, 49152, 256, &dummy_f, {&dummy_f, ews - 1}, nullptr),
+            infokv::errc::workspace_too_small);
+  EXPECT_EQ(infokv::cuda::top_k_entropy_workspace_bytes(4, 49152, 49152), 0u) << "k >= vocab reads rows directly";
   EXPECT_EQ(infokv::cuda::layer_evolution(&dummy_f, 2, 3, 0, &dummy_f, 3, nullptr), infokv::errc::shape_mismatch);
   EXPECT_EQ(infokv::cuda::layer_evolution(&dummy_f, 2, 3, 8, &dummy_f, 2, nullptr), infokv::errc::shape_mismatch);
   EXPECT_EQ(infokv::cuda::layer_evolution(static_cast<const float*>(nullptr), 2, 3, 8, &dummy_f, 3, nullptr),
