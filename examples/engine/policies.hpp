@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: Apache-2.0
+// Every policy of the library by name, behind compression_hook, with the budgets a user sets on
+// the command line: a keep ratio of the tokens seen for decode and for the prompt (kvpress's
+// convention), the protected sinks and recent window, and the slack that batches evictions.
+#pragma once
+
+#include <algorithm>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <infokv/infokv.hpp>
+
+#include "llama_model.hpp"
+#include "session.hpp"
+
+namespace engine {
+
+struct compression_options {
+  std::string policy = "none";
+  infokv::stream_granularity granularity = infokv::stream_granularity::per_layer;
+  double decode_ratio = 0.25;   // keep this share of the tokens seen, during decode
+  double prefill_ratio = 0.25;  // ... and when the prompt ends
+  std::size_t sink_tokens = 4;
+  std::size_t recent_tokens = 64;
+  std::size_t slack = 64;       // evict once a stream is this far over its budget
+};
+
+[[nodiscard]] inline std::vector<std::string> policy_names() {
+  return {"none", "infokv", "infokv-adaptive", "snapkv", "pyramidkv", "streamingllm", "h2o", "tova", "knorm",
+          "expected-attention", "rkv", "random"};
+}
+
+[[nodiscard]] inline infokv::model_shape shape_of(const llama_config& c) {
+  return infokv::model_shape{.num_layers = c.layers, .num_q_heads = c.heads, .num_kv_heads = c.kv_heads,
+                             .head_dim = c.head_dim, .hidden_size = c.hidden, .vocab_size = c.vocab};
+}
+
+[[nodiscard]] inline infokv::stream_granularity parse_granularity(const std::string& s) {
+  if (s == "per_sequence") return infokv::stream_granularity::per_sequence;
+  if (s == "per_layer") return infokv::stream_granularity::per_layer;
+  if (s == "per_layer_head") return infokv::stream_granularity::per_layer_head;
+  throw std::invalid_argument("unknown granularity '" + s + "' (per_sequence, per_layer, per_layer_head)");
+}
+
+/// The hook for `o.policy` (null for "none"); `capacity`: the most tokens a stream may hold.
+[[nodiscard]] inline std::unique_ptr<compression_hook> make_hook(const compression_options& o, const llama_config& c,
+                                                                 std::size_t capacity) {
+  if (o.policy == "none") return nullptr;
+  infokv::compress_config cfg;
+  cfg.granularity = o.granularity;
+  cfg.decode_budget = infokv::budget::of_ratio(o.decode_ratio);
+  cfg.prefill_budget = infokv::budget::of_ratio(o.prefill_ratio);
+  cfg.sink_tokens = o.sink_tokens;
+  cfg.recent_tokens = o.recent_tokens;
+  cfg.slack = o.slack;
+  // The library sizes its per-stream state by capacity; it must also hold the protected window.
+  cfg.capacity = std::max(capacity, o.sink_tokens + o.recent_tokens + o.slack + 64);
+  const auto shape = shape_of(c);
+  const auto hook = [&](const auto& policy) -> std::unique_ptr<compression_hook> {
+    return std::make_unique<policy_hook<std::decay_t<decltype(policy)>>>(policy, cfg, shape);
+  };
+  if (o.policy == "infokv") return hook(infokv::make_infokv());
+  if (o.policy == "infokv-adaptive") return hook(infokv::make_infokv_adaptive());
+  if (o.policy == "snapkv") return hook(infokv::make_snapkv());
+  if (o.policy == "pyramidkv") return hook(infokv::make_pyramidkv());
+  if (o.policy == "streamingllm") return hook(infokv::make_streaming_llm());
+  if (o.policy == "h2o") return hook(infokv::make_h2o());
+  if (o.policy == "tova") return hook(infokv::make_tova());
+  if (o.policy == "knorm") return hook(infokv::make_knorm());
+  if (o.policy == "expected-attention") return hook(infokv::make_expected_attention());
+  if (o.policy == "rkv") return hook(infokv::make_rkv());
+  if (o.policy == "random") return hook(infokv::make_random());
+  std::string all;
+  for (const auto& n : policy_names()) all += (all.empty() ? "" : ", ") + n;
+  throw std::invalid_argument("unknown policy '" + o.policy + "' (" + all + ")");
+}
+
+}  // namespace engine
