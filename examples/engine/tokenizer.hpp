@@ -297,9 +297,9 @@ class bpe_tokenizer {
       return;
     }
     std::vector<std::string> sym;
-    for (unsigned char byte : piece) {
+    for (const char ch : piece) {
       std::string s;
-      unicode::append_utf8(s, byte_to_cp_[byte]);
+      unicode::append_utf8(s, byte_to_cp_[static_cast<unsigned char>(ch)]);
       sym.push_back(std::move(s));
     }
     while (sym.size() > 1) {
