@@ -8,7 +8,9 @@
 #pragma once
 
 #include <cstddef>
+#include <cstring>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "infokv/config.hpp"
@@ -54,7 +56,56 @@ class sequence_state {
             std::span<const freed_page>(plan_freed_.data(), plan_freed_count_)};
   }
   /// Equal states behave identically from here on (used by tests of the no-change guarantee).
-  friend bool operator==(const sequence_state&, const sequence_state&) = default;
+  /// Bitwise: float members compare by their bytes, so a NaN left in a scratch buffer by an
+  /// earlier eviction still equals itself. The page-check bitmap is scratch and not compared.
+  friend bool operator==(const sequence_state& a, const sequence_state& b) noexcept {
+    return same(a.shape_, b.shape_) &&
+           same(a.granularity_, b.granularity_) &&
+           same(a.needs_, b.needs_) &&
+           same(a.capacity_, b.capacity_) &&
+           same(a.streams_, b.streams_) &&
+           same(a.layers_per_stream_, b.layers_per_stream_) &&
+           same(a.heads_per_stream_, b.heads_per_stream_) &&
+           same(a.seen_, b.seen_) &&
+           same(a.steps_since_eviction_, b.steps_since_eviction_) &&
+           same(a.evictions_, b.evictions_) &&
+           same(a.pending_entropy_, b.pending_entropy_) &&
+           same(a.last_event_, b.last_event_) &&
+           same(a.length_, b.length_) &&
+           same(a.positions_, b.positions_) &&
+           same(a.entropy_, b.entropy_) &&
+           same(a.evolution_, b.evolution_) &&
+           same(a.accumulated_, b.accumulated_) &&
+           same(a.window_q_, b.window_q_) &&
+           same(a.window_pos_, b.window_pos_) &&
+           same(a.window_count_, b.window_count_) &&
+           same(a.window_next_, b.window_next_) &&
+           same(a.query_sum_, b.query_sum_) &&
+           same(a.query_outer_, b.query_outer_) &&
+           same(a.query_count_, b.query_count_) &&
+           same(a.layer_scores_, b.layer_scores_) &&
+           same(a.stream_scores_, b.stream_scores_) &&
+           same(a.reduce_tmp_, b.reduce_tmp_) &&
+           same(a.scratch_, b.scratch_) &&
+           same(a.order_, b.order_) &&
+           same(a.rank_, b.rank_) &&
+           same(a.select_scratch_, b.select_scratch_) &&
+           same(a.rank_positions_, b.rank_positions_) &&
+           same(a.keep_, b.keep_) &&
+           same(a.new_length_, b.new_length_) &&
+           same(a.layer_weights_, b.layer_weights_) &&
+           same(a.apportion_scratch_, b.apportion_scratch_) &&
+           same(a.bounds_, b.bounds_) &&
+           same(a.vocab_scratch_, b.vocab_scratch_) &&
+           same(a.plan_streams_, b.plan_streams_) &&
+           same(a.plan_keep_, b.plan_keep_) &&
+           same(a.plan_moves_, b.plan_moves_) &&
+           same(a.plan_freed_, b.plan_freed_) &&
+           same(a.plan_stream_count_, b.plan_stream_count_) &&
+           same(a.plan_keep_count_, b.plan_keep_count_) &&
+           same(a.plan_move_count_, b.plan_move_count_) &&
+           same(a.plan_freed_count_, b.plan_freed_count_);
+  }
 
   /// Bytes this state holds (grows with capacity, never with steps).
   [[nodiscard]] std::size_t memory_bytes() const noexcept {
@@ -72,6 +123,18 @@ class sequence_state {
  private:
   template <class Policy, class Isa>
   friend class compressor;
+
+  template <class T>
+  [[nodiscard]] static bool same(const std::vector<T>& x, const std::vector<T>& y) noexcept {
+    static_assert(std::is_trivially_copyable_v<T>);
+    return x.size() == y.size() && (x.empty() || std::memcmp(x.data(), y.data(), x.size() * sizeof(T)) == 0);
+  }
+  [[nodiscard]] static bool same(float x, float y) noexcept { return std::memcmp(&x, &y, sizeof x) == 0; }
+  template <class T>
+  [[nodiscard]] static bool same(const T& x, const T& y) noexcept {
+    return x == y;
+  }
+
 
   model_shape shape_{};
   stream_granularity granularity_ = stream_granularity::per_sequence;
