@@ -10,7 +10,10 @@
 // state exactly as they were. Thread safety: a compressor is immutable after construction and
 // may be shared by threads; each sequence_state is used by one thread at a time; sequences whose
 // streams share one CSR page table must not be compressed concurrently when evicting in place
-// (compaction rewrites the table's indptr / indices after the compressed sequence).
+// (compaction rewrites the table's indptr / indices after the compressed sequence). In
+// apply_mode::plan_only the view is only read, so the sequences of one batch may be compressed
+// concurrently, each with its own state, and their plans applied afterwards one at a time
+// (tests/policy/concurrency_test.cpp, run under ThreadSanitizer in CI).
 #pragma once
 
 #include <algorithm>
