@@ -165,6 +165,14 @@ TEST_F(BadInputTest, LengthBeyondThePagesCapacity) {
   cache_.indptr()[1] = saved_ptr;
 }
 
+TEST_F(BadInputTest, MoreTokensThanTheStateCanHold) {
+  // The engine appends a chunk that would take stream 0 past the state's capacity (64).
+  cache_.append(0, 60, 21);
+  const std::size_t n = 61;  // the fixture's token and these 60
+  const auto sig = src_.make(n, max_len() + 60);
+  expect_rejected(cache_.view(), sig, errc::length_exceeds_capacity);
+}
+
 TEST_F(BadInputTest, PageSizeZero) {
   auto p = view_.params();
   p.page_size = 0;
