@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include <Eigen/Core>
+#include "eigen.hpp"
 
 #include "dequantize.hpp"
 #include "gguf.hpp"

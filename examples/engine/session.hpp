@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include <Eigen/Core>
+#include "eigen.hpp"
 #include <infokv/infokv.hpp>
 
 #include "kv_cache.hpp"
