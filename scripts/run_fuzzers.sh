@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (ASan + UBSan) and runs each for SECONDS (default 60)
 # from a copy of its seed corpus in tests/fuzz/corpus. Prints libFuzzer's final statistics; a
-# crash leaves its input in build-fuzz/artifacts and fails the script.
+# crash, leak, out-of-memory or timeout leaves its input in build-fuzz/artifacts and fails the
+# script.
 # usage: run_fuzzers.sh [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +21,7 @@ for target in compress gguf; do
   echo "== infokv_fuzz_$target, $seconds s =="
   ./build-fuzz/tests/infokv_fuzz_$target "$corpus" -max_total_time="$seconds" -rss_limit_mb=2048 -print_final_stats=1 \
     -artifact_prefix=build-fuzz/artifacts/ "${extra[@]}" 2>&1 | grep -E '^(#[0-9]+ +DONE|stat::|SUMMARY|==[0-9]+==ERROR)' || true
-  if ls build-fuzz/artifacts/crash-* build-fuzz/artifacts/leak-* build-fuzz/artifacts/oom-* >/dev/null 2>&1; then
+  if [ -n "$(ls -A build-fuzz/artifacts)" ]; then  # crash-, leak-, oom- or timeout- inputs
     echo "infokv_fuzz_$target found a failing input: build-fuzz/artifacts/"
     exit 1
   fi

@@ -97,19 +97,21 @@ struct llama_model {
       throw gguf_error("tensor '" + name + "' has shape [" + std::to_string(t.shape[0]) +
                        (t.shape.size() > 1 ? ", " + std::to_string(t.shape[1]) : std::string()) + "], expected [" +
                        std::to_string(cols) + ", " + std::to_string(rows) + "]");
-    row_matrix m(static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols));
-    if (block_format_of(t.type).elements == 0)
+    // Type first: only a supported type has had its byte range checked against the file, so
+    // only then is the allocation below bounded by the file's size.
+    if (block_format_of(t.type).elements == 0 || t.data == nullptr)
       throw gguf_error("tensor '" + name + "' has unsupported type " + ggml_type_name(t.type) +
                        " (supported: F32, F16, BF16, Q4_0, Q4_1, Q8_0)");
+    row_matrix m(static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols));
     dequantize(t.type, t.data, rows * cols, m.data());
     return m;
   }
   static vector vec(const gguf_file& f, const std::string& name, std::size_t n) {
     const gguf_tensor& t = f.tensor(name);
     if (t.elements != n) throw gguf_error("tensor '" + name + "' has " + std::to_string(t.elements) + " elements, expected " + std::to_string(n));
-    vector v(static_cast<Eigen::Index>(n));
-    if (block_format_of(t.type).elements == 0)
+    if (block_format_of(t.type).elements == 0 || t.data == nullptr)
       throw gguf_error("tensor '" + name + "' has unsupported type " + ggml_type_name(t.type));
+    vector v(static_cast<Eigen::Index>(n));
     dequantize(t.type, t.data, n, v.data());
     return v;
   }

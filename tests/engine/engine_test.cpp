@@ -286,4 +286,20 @@ TEST(EngineBadInput, CorruptFilesGiveClearErrors) {
   expect_error(bad, "unsupported type Q6_K");
 }
 
+// Found by the GGUF fuzzer: a tensor of a type the engine does not read (so the parser never
+// bounded its bytes by the file) whose shape asked the model loader for 2 GB before the type
+// was checked. The loader now refuses the type first. Needs no model.
+TEST(EngineBadInput, UnsupportedTensorTypeIsRefusedBeforeAnyAllocation) {
+  const std::string img = read(std::string(INFOKV_TEST_FUZZ_CORPUS) + "/gguf/regression_oom_unknown_type_tensor");
+  ASSERT_FALSE(img.empty());
+  try {
+    const auto f =
+        engine::gguf_file::parse(std::span<const std::byte>(reinterpret_cast<const std::byte*>(img.data()), img.size()));
+    (void)engine::llama_model::load(f);
+    ADD_FAILURE() << "no error";
+  } catch (const engine::gguf_error& e) {
+    EXPECT_FALSE(std::string(e.what()).empty());
+  }
+}
+
 }  // namespace
