@@ -194,8 +194,9 @@ __global__ void __launch_bounds__(entropy_threads)
 /// entropy[r] = top-k entropy (nats) of logits row r, rows of `vocab` entries `ld` apart, for
 /// T = float, infokv::half or infokv::bfloat16 (also __half / __nv_bfloat16). -inf logits are
 /// masked entries; a row holding NaN or +inf gets NaN (the host path rejects such rows with
-/// non_finite_input). For k <= 8,192 (the paper's 256 included) the rows are split into chunks
-/// reduced in parallel, which needs top_k_entropy_workspace_bytes(rows, vocab, k) of workspace.
+/// non_finite_input). When the candidates fit (k <= 8,192 and chunks x k <= 11,264: the paper's
+/// k = 256 up to a 360K vocabulary) the rows are split into chunks reduced in parallel, which
+/// needs top_k_entropy_workspace_bytes(rows, vocab, k) of workspace (0 otherwise).
 template <class T>
 [[nodiscard]] status top_k_entropy(const T* logits, std::size_t rows, std::size_t vocab, std::size_t ld,
                                    std::size_t k, float* entropy, workspace ws, cudaStream_t stream) noexcept {
