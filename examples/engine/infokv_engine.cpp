@@ -335,10 +335,7 @@ int cmd_bench(const options& o, const engine::llama_model& model, const engine::
     for (const bool compressed : {false, true}) {
       engine::compression_options comp = o.comp;
       if (!compressed) comp.policy = "none";
-      options run = o;
-      run.max_new = o.decode_steps;
-      run.temperature = 0.0;
-      // Greedy decoding may stop early on a control token: decode a fixed number of steps instead.
+      // A fixed number of greedy steps (a control token does not stop them: this measures speed).
       engine::session s(model, comp.granularity, o.page_size, ctx, engine::make_hook(comp, model.config, ctx));
       auto t = clock_type::now();
       const engine::row_matrix* logits = &prefill(s, prompt, prefill_chunk_for(comp, model.config, ctx, o.prefill_chunk));

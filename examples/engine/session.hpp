@@ -247,13 +247,12 @@ class session {
       const map_type K(sv.key(p0, hh), static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(D), Eigen::OuterStride<>(row_stride));
       scores_.middleCols(static_cast<Eigen::Index>(p0), static_cast<Eigen::Index>(rows)).noalias() = (qh_ * K.transpose()) * scale;
     }
-    // Causal mask by position, then softmax per row.
-    const std::int32_t last_pos = first_pos + static_cast<std::int32_t>(n) - 1;
+    // Causal mask by position (query j sits at first_pos + j), then softmax per row.
     for (std::size_t i = 0; i < T; ++i) {
       const std::int32_t kp = pos[v.stream_page(s, i / ps) * ps + i % ps];
       if (kp <= first_pos) continue;  // visible to every new query
       for (std::size_t j = 0; j < n; ++j)
-        if (kp > first_pos + static_cast<std::int32_t>(j) || kp > last_pos)
+        if (kp > first_pos + static_cast<std::int32_t>(j))
           for (std::size_t g = 0; g < G; ++g) scores_(static_cast<Eigen::Index>(j * G + g), static_cast<Eigen::Index>(i)) = -std::numeric_limits<float>::infinity();
     }
     for (Eigen::Index r = 0; r < scores_.rows(); ++r) {
