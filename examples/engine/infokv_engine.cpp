@@ -24,6 +24,7 @@
 
 #include "gguf.hpp"
 #include "llama_model.hpp"
+#include "metrics.hpp"
 #include "policies.hpp"
 #include "session.hpp"
 #include "tokenizer.hpp"
@@ -47,6 +48,7 @@ struct options {
   std::size_t page_size = 64;
   std::size_t ctx = 512;
   std::size_t chunks = 0;  // 0: all
+  std::size_t batch = 0;   // perplexity: tokens per forward within a chunk (0: the whole chunk)
   std::size_t prefill_chunk = 512;
   std::size_t decode_steps = 64;
   std::vector<std::size_t> contexts = {512, 2048, 8192};
@@ -63,7 +65,7 @@ struct options {
                "  --prompt TEXT  --prompt-file FILE  --raw (no chat template)  --max-new N  --temperature T  --top-p P  --seed S\n"
                "  --policy NAME  --granularity per_layer|per_sequence|per_layer_head  --ratio R  --prefill-ratio R\n"
                "  --slack N  --recent N  --page-size N  --compare\n"
-               "  --text FILE  --ctx N  --chunks N  --contexts 512,2048,8192  --decode-steps N\n");
+               "  --text FILE  --ctx N  --chunks N  --batch N  --contexts 512,2048,8192  --decode-steps N\n");
   std::exit(1);
 }
 
@@ -101,6 +103,7 @@ options parse(int argc, char** argv) {
     else if (a == "--text") o.text_file = next();
     else if (a == "--ctx") o.ctx = to_size(next(), "--ctx");
     else if (a == "--chunks") o.chunks = to_size(next(), "--chunks");
+    else if (a == "--batch") o.batch = to_size(next(), "--batch");
     else if (a == "--decode-steps") o.decode_steps = to_size(next(), "--decode-steps");
     else if (a == "--temperature") o.temperature = to_double(next(), "--temperature");
     else if (a == "--top-p") o.top_p = to_double(next(), "--top-p");
@@ -296,27 +299,29 @@ int cmd_perplexity(const options& o, const engine::llama_model& model, const eng
   std::size_t chunks = ids.size() / o.ctx;
   if (o.chunks != 0) chunks = std::min(chunks, o.chunks);
   if (chunks == 0) throw std::runtime_error("the text has fewer tokens than one chunk of --ctx");
-  std::printf("%zu tokens, %zu chunks of %zu, scoring positions %zu..%zu of each chunk\n", ids.size(), chunks, o.ctx,
-              o.ctx / 2, o.ctx - 2);
+  const std::size_t batch = o.batch == 0 ? o.ctx : std::min(o.batch, o.ctx);
+  std::printf("%zu tokens, %zu chunks of %zu in batches of %zu, scoring positions %zu..%zu of each chunk\n", ids.size(),
+              chunks, o.ctx, batch, o.ctx / 2, o.ctx - 2);
   const auto t = clock_type::now();
   double nll = 0.0;
   std::size_t count = 0;
   for (std::size_t c = 0; c < chunks; ++c) {
     engine::session s(model, infokv::stream_granularity::per_layer, o.page_size, o.ctx, nullptr);
     const std::span<const std::int32_t> chunk(ids.data() + c * o.ctx, o.ctx);
-    const engine::row_matrix& lg = s.forward(chunk, engine::step_kind::decode, true);
-    for (std::size_t j = o.ctx / 2; j + 1 < o.ctx; ++j) {
-      const auto row = lg.row(static_cast<Eigen::Index>(j));
-      const float mx = row.maxCoeff();
-      const double z = (row.array() - mx).exp().cast<double>().sum();
-      nll += -(static_cast<double>(row(chunk[j + 1]) - mx) - std::log(z));
-      ++count;
+    for (std::size_t b0 = 0; b0 < o.ctx; b0 += batch) {
+      const std::size_t n = std::min(batch, o.ctx - b0);
+      const engine::row_matrix& lg = s.forward(chunk.subspan(b0, n), engine::step_kind::decode, true);
+      for (std::size_t j = std::max(o.ctx / 2, b0); j < b0 + n && j + 1 < o.ctx; ++j) {
+        nll += engine::token_nll(lg.row(static_cast<Eigen::Index>(j - b0)), chunk[j + 1]);
+        ++count;
+      }
     }
     std::printf("[%zu]%.4f ", c + 1, std::exp(nll / static_cast<double>(count)));
     std::fflush(stdout);
   }
   std::printf("\nperplexity: %.4f over %zu predictions (%.1f s)\n", std::exp(nll / static_cast<double>(count)), count,
               seconds_since(t));
+  std::printf("mean nll: %.9f\n", nll / static_cast<double>(count));
   return 0;
 }
 

@@ -35,12 +35,30 @@ class paged_cache {
     for (std::size_t l = 0; l < L_; ++l) {
       k_.emplace_back(pool_pages_ * page_elems_, 0.0f);
       v_.emplace_back(pool_pages_ * page_elems_, 0.0f);
-      kp_.push_back(k_.back().data());
-      vp_.push_back(v_.back().data());
     }
+    point_at_pools();
     positions_.assign(domains_ * pool_pages_ * ps_, -1);
     clear();
   }
+
+  // A copy owns its pages: the pool pointers the view hands out must point at the copy's pools.
+  paged_cache(const paged_cache& o)
+      : L_(o.L_), H_(o.H_), D_(o.D_), ps_(o.ps_), g_(o.g_), S_(o.S_), domains_(o.domains_), hpp_(o.hpp_),
+        page_elems_(o.page_elems_), pool_pages_(o.pool_pages_), k_(o.k_), v_(o.v_), pages_(o.pages_), len_(o.len_),
+        base_(o.base_), free_(o.free_), indptr_(o.indptr_), indices_(o.indices_), last_(o.last_),
+        positions_(o.positions_) {
+    point_at_pools();
+  }
+  paged_cache& operator=(const paged_cache& o) {
+    if (this != &o) {
+      paged_cache copy(o);
+      *this = std::move(copy);
+    }
+    return *this;
+  }
+  paged_cache(paged_cache&&) noexcept = default;  // moved vectors keep their buffers
+  paged_cache& operator=(paged_cache&&) noexcept = default;
+  ~paged_cache() = default;
 
   /// Drops every token (all pages back to the free lists).
   void clear() {
@@ -86,6 +104,33 @@ class paged_cache {
     rebuild();
   }
 
+  /// Appends the newest n tokens of another cache of the same model (any granularity): their
+  /// K/V rows and positions. A per_sequence copy of a per_layer cache this way holds the same
+  /// keys and values in the other layout.
+  template <class SrcView>
+  void append_from(const SrcView& src, std::size_t n) {
+    if (n == 0) return;
+    const std::size_t s0 = src.stream_index(0, 0, 0);
+    const std::size_t src_len = src.stream_length(s0);
+    if (src_len < n) throw std::invalid_argument("append_from: the source holds fewer tokens than asked");
+    const std::size_t sp = src.page_size();
+    const auto* src_pos = src.domain_positions(src.stream_domain(s0));
+    const std::size_t first_slot = src_len - n;
+    reserve(n, src_pos[src.stream_page(s0, first_slot / sp) * sp + first_slot % sp]);
+    for (std::size_t l = 0; l < L_; ++l)
+      for (std::size_t h = 0; h < H_; ++h) {
+        const std::size_t s = src.stream_index(0, l, h);
+        const auto sv = src.stream(s, l);
+        const std::size_t hh = src.heads_per_page() == 1 ? 0 : h;
+        for (std::size_t j = 0; j < n; ++j) {
+          std::copy_n(sv.key(src.stream_length(s) - n + j, hh), D_, key_row(l, h, j));
+          std::copy_n(sv.value(src.stream_length(s) - n + j, hh), D_, value_row(l, h, j));
+        }
+      }
+  }
+
+  [[nodiscard]] infokv::stream_granularity granularity() const noexcept { return g_; }
+
   /// Where the K row of (layer, KV head) for token j of the last reserve() lives (V: value_row).
   [[nodiscard]] float* key_row(std::size_t l, std::size_t h, std::size_t j) { return row(k_[l].data(), l, h, j); }
   [[nodiscard]] float* value_row(std::size_t l, std::size_t h, std::size_t j) { return row(v_[l].data(), l, h, j); }
@@ -105,6 +150,12 @@ class paged_cache {
   }
 
   [[nodiscard]] std::size_t num_streams() const noexcept { return S_; }
+  /// Tokens held, summed over the streams.
+  [[nodiscard]] std::size_t tokens_held() const noexcept {
+    std::size_t n = 0;
+    for (std::size_t l : len_) n += l;
+    return n;
+  }
   [[nodiscard]] std::size_t length(std::size_t s) const noexcept { return len_[s]; }
   [[nodiscard]] std::size_t max_length() const noexcept { return *std::max_element(len_.begin(), len_.end()); }
   [[nodiscard]] std::size_t pages_in_use() const noexcept {
@@ -135,6 +186,14 @@ class paged_cache {
     p.granularity = g_;
     p.num_sequences = 1;
     return p;
+  }
+  void point_at_pools() {
+    kp_.clear();
+    vp_.clear();
+    for (std::size_t l = 0; l < L_; ++l) {
+      kp_.push_back(k_[l].data());
+      vp_.push_back(v_[l].data());
+    }
   }
   float* row(float* pool, std::size_t l, std::size_t h, std::size_t j) {
     const view_type v = view();

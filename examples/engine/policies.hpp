@@ -25,7 +25,23 @@ struct compression_options {
   std::size_t sink_tokens = 4;
   std::size_t recent_tokens = 64;
   std::size_t slack = 64;       // evict once a stream is this far over its budget
+  float alpha = 0.9f;           // InfoKV: weight of attention (the paper's default)
+  float tau = 1.0f;             // InfoKV: bias of the layer-evolution factor
 };
+
+/// The library configuration for `o`; `capacity`: the most tokens a stream may hold.
+[[nodiscard]] inline infokv::compress_config make_config(const compression_options& o, std::size_t capacity) {
+  infokv::compress_config cfg;
+  cfg.granularity = o.granularity;
+  cfg.decode_budget = infokv::budget::of_ratio(o.decode_ratio);
+  cfg.prefill_budget = infokv::budget::of_ratio(o.prefill_ratio);
+  cfg.sink_tokens = o.sink_tokens;
+  cfg.recent_tokens = o.recent_tokens;
+  cfg.slack = o.slack;
+  // The library sizes its per-stream state by capacity; it must also hold the protected window.
+  cfg.capacity = std::max(capacity, o.sink_tokens + o.recent_tokens + o.slack + 64);
+  return cfg;
+}
 
 [[nodiscard]] inline std::vector<std::string> policy_names() {
   return {"none", "infokv", "infokv-adaptive", "snapkv", "pyramidkv", "streamingllm", "h2o", "tova", "knorm",
@@ -48,21 +64,13 @@ struct compression_options {
 [[nodiscard]] inline std::unique_ptr<compression_hook> make_hook(const compression_options& o, const llama_config& c,
                                                                  std::size_t capacity) {
   if (o.policy == "none") return nullptr;
-  infokv::compress_config cfg;
-  cfg.granularity = o.granularity;
-  cfg.decode_budget = infokv::budget::of_ratio(o.decode_ratio);
-  cfg.prefill_budget = infokv::budget::of_ratio(o.prefill_ratio);
-  cfg.sink_tokens = o.sink_tokens;
-  cfg.recent_tokens = o.recent_tokens;
-  cfg.slack = o.slack;
-  // The library sizes its per-stream state by capacity; it must also hold the protected window.
-  cfg.capacity = std::max(capacity, o.sink_tokens + o.recent_tokens + o.slack + 64);
+  const infokv::compress_config cfg = make_config(o, capacity);
   const auto shape = shape_of(c);
   const auto hook = [&](const auto& policy) -> std::unique_ptr<compression_hook> {
     return std::make_unique<policy_hook<std::decay_t<decltype(policy)>>>(policy, cfg, shape);
   };
-  if (o.policy == "infokv") return hook(infokv::make_infokv());
-  if (o.policy == "infokv-adaptive") return hook(infokv::make_infokv_adaptive());
+  if (o.policy == "infokv") return hook(infokv::make_infokv(o.alpha, o.tau));
+  if (o.policy == "infokv-adaptive") return hook(infokv::make_infokv_adaptive(o.alpha, o.tau));
   if (o.policy == "snapkv") return hook(infokv::make_snapkv());
   if (o.policy == "pyramidkv") return hook(infokv::make_pyramidkv());
   if (o.policy == "streamingllm") return hook(infokv::make_streaming_llm());

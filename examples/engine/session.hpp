@@ -46,6 +46,10 @@ class compression_hook {
   [[nodiscard]] virtual infokv::status run(const view_type& v, const infokv::step_signals& sig, step_kind k) = 0;
   [[nodiscard]] virtual const infokv::eviction_event& last_event() const = 0;
   [[nodiscard]] virtual std::size_t state_bytes() const = 0;
+  [[nodiscard]] virtual const infokv::compress_config& config() const = 0;
+  /// The same policy and the sequence state observed so far, under another configuration (e.g.
+  /// another budget): one observed prefill, evicted to several budgets.
+  [[nodiscard]] virtual std::unique_ptr<compression_hook> clone_with(const infokv::compress_config& cfg) const = 0;
 };
 
 template <class Policy>
@@ -68,6 +72,14 @@ class policy_hook final : public compression_hook {
   }
   [[nodiscard]] const infokv::eviction_event& last_event() const override { return state_.last_event(); }
   [[nodiscard]] std::size_t state_bytes() const override { return state_.memory_bytes(); }
+  [[nodiscard]] const infokv::compress_config& config() const override { return comp_.config(); }
+  [[nodiscard]] std::unique_ptr<compression_hook> clone_with(const infokv::compress_config& cfg) const override {
+    auto copy = std::make_unique<policy_hook>(comp_.policy(), cfg, comp_.shape());
+    if (cfg.capacity != comp_.config().capacity || cfg.granularity != comp_.config().granularity)
+      throw std::invalid_argument("clone_with: the state needs the same capacity and granularity");
+    copy->state_ = state_;
+    return copy;
+  }
 
  private:
   infokv::compressor<Policy> comp_;
@@ -92,6 +104,32 @@ class session {
     for (std::size_t i = 0; i < c_.head_dim / 2; ++i)
       inv_freq_[i] = std::pow(c_.rope_theta, -2.0 * static_cast<double>(i) / static_cast<double>(c_.head_dim));
     if (hook_) needs_ = hook_->required();
+  }
+
+  /// A session over a copy of `cache` (the model's, holding tokens at positions [0, position))
+  /// with its own hook: continues a shared prefix under several policies.
+  session(const llama_model& m, cache_type cache, std::size_t position, std::unique_ptr<compression_hook> hook)
+      : m_(m), c_(m.config), cache_(std::move(cache)), hook_(std::move(hook)), next_pos_(position) {
+    inv_freq_.resize(c_.head_dim / 2);
+    for (std::size_t i = 0; i < c_.head_dim / 2; ++i)
+      inv_freq_[i] = std::pow(c_.rope_theta, -2.0 * static_cast<double>(i) / static_cast<double>(c_.head_dim));
+    if (hook_) needs_ = hook_->required();
+  }
+
+  /// Replaces the hook (null: no compression from now on).
+  void set_hook(std::unique_ptr<compression_hook> hook) {
+    hook_ = std::move(hook);
+    needs_ = hook_ ? hook_->required() : infokv::signal_set{};
+  }
+
+  /// compress_prefill() without new tokens: evicts what is cached now to the prefill budget.
+  void compress_now() {
+    if (!hook_) return;
+    const auto t0 = std::chrono::steady_clock::now();
+    infokv::step_signals none;
+    none.num_tokens = 0;
+    finish(hook_->run(cache_.view(), none, step_kind::prefill_last));
+    stats_.library_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
 
   /// Runs `tokens` at the next positions, appends their K/V, and (with a hook) lets the library
@@ -172,15 +210,7 @@ class session {
         sig.attention = sig_attention_;
         sig.attention_stride = stride;
       }
-      const infokv::status st = hook_->run(v, sig, kind);
-      if (!st.ok())
-        throw std::runtime_error("infokv: " + std::string(st.message()) + " (detail " + std::to_string(st.detail()) + ")");
-      const infokv::eviction_event& e = hook_->last_event();
-      if (e.evicted) {
-        ++stats_.evictions;
-        stats_.pages_freed += e.pages_freed;
-        cache_.sync();
-      }
+      finish(hook_->run(v, sig, kind));
       stats_.library_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
     }
     if (!all_logits && every_row) {
@@ -191,11 +221,22 @@ class session {
   }
 
   [[nodiscard]] std::size_t position() const noexcept { return next_pos_; }
+  [[nodiscard]] compression_hook* hook() noexcept { return hook_.get(); }
   [[nodiscard]] const cache_type& cache() const noexcept { return cache_; }
   [[nodiscard]] const session_stats& stats() const noexcept { return stats_; }
   [[nodiscard]] const compression_hook* hook() const noexcept { return hook_.get(); }
 
  private:
+  void finish(const infokv::status& st) {
+    if (!st.ok())
+      throw std::runtime_error("infokv: " + std::string(st.message()) + " (detail " + std::to_string(st.detail()) + ")");
+    const infokv::eviction_event& e = hook_->last_event();
+    if (e.evicted) {
+      ++stats_.evictions;
+      stats_.pages_freed += e.pages_freed;
+      cache_.sync();
+    }
+  }
   void rms_norm(const row_matrix& x, const vector& w, row_matrix& out) const {
     out.resize(x.rows(), x.cols());
     for (Eigen::Index r = 0; r < x.rows(); ++r) {

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The quality evaluation on the real model (README: Quality on a real model). Installs what it
+# needs, fetches SmolLM2-135M-Instruct, builds infokv_eval for this CPU, runs every scenario for
+# every policy on the given text, then writes the tables and plots (scripts/eval_report.py).
+# usage: scripts/run_eval.sh TEXT [OUT_DIR] [infokv_eval options...]
+#   e.g. scripts/run_eval.sh pride_and_prejudice.txt eval-results
+set -euo pipefail
+[ $# -ge 1 ] || { echo "usage: scripts/run_eval.sh TEXT [OUT_DIR] [infokv_eval options...]" >&2; exit 2; }
+text=$(realpath "$1")
+out=$(realpath -m "${2:-eval-results}")
+shift $(( $# >= 2 ? 2 : 1 ))
+cd "$(dirname "$0")/.."
+bash scripts/install_deps.sh python3-matplotlib
+model=$(bash scripts/fetch_model.sh)
+arch=$(bash scripts/cpu_arch.sh)
+cmake -S . -B build-demo -DCMAKE_BUILD_TYPE=Release -DINFOKV_BUILD_TESTS=OFF -DINFOKV_BUILD_BENCHMARKS=OFF \
+      -DINFOKV_INSTALL=OFF -DINFOKV_ENABLE_CUDA=OFF "-DCMAKE_CXX_FLAGS=${arch:+-march=$arch}" >/dev/null
+cmake --build build-demo -j"$(nproc)" --target infokv_eval
+mkdir -p "$out"
+start=$(date +%s)
+./build-demo/examples/infokv_eval --model "$model" --text "$text" --out "$out" "$@" | tee "$out/log.txt"
+echo "wall time of the evaluation: $(( $(date +%s) - start )) s on $(nproc) cores" | tee -a "$out/log.txt"
+python3 scripts/eval_report.py "$out"
