@@ -20,4 +20,7 @@ mkdir -p "$out"
 start=$(date +%s)
 ./build-demo/examples/infokv_eval --model "$model" --text "$text" --out "$out" "$@" | tee "$out/log.txt"
 echo "wall time of the evaluation: $(( $(date +%s) - start )) s on $(nproc) cores" | tee -a "$out/log.txt"
-python3 scripts/eval_report.py "$out"
+# Debian's python3-matplotlib lives with Debian's interpreter (another python3 may come first).
+py=/usr/bin/python3
+[ -x "$py" ] || py=python3
+"$py" scripts/eval_report.py "$out"

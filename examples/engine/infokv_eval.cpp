@@ -13,6 +13,7 @@
 // sequence states), and at each compression point the cache and states are copied per policy
 // and budget. Results go to CSV files in --out; scripts/eval_report.py makes the tables and plots.
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -22,11 +23,17 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "gguf.hpp"
 #include "llama_model.hpp"
@@ -43,6 +50,39 @@ using infokv::stream_granularity;
 
 double seconds_since(clock_type::time_point t) { return std::chrono::duration<double>(clock_type::now() - t).count(); }
 
+/// Runs f(0) .. f(n - 1) on `jobs` threads (the compressed runs of a comparison are independent:
+/// each has its own session, cache copy and sequence state; the model and the reference are only
+/// read). Each worker's matrix products run single-threaded, so the workers share the cores
+/// instead of oversubscribing them. The first exception is rethrown after every worker stopped.
+template <class F>
+void parallel_for(std::size_t n, std::size_t jobs, F&& f) {
+  if (jobs <= 1 || n <= 1) {
+    for (std::size_t i = 0; i < n; ++i) f(i);
+    return;
+  }
+  std::atomic<std::size_t> next{0};
+  std::exception_ptr error;
+  std::mutex mu;
+  const auto work = [&] {
+#ifdef _OPENMP
+    omp_set_num_threads(1);
+#endif
+    for (std::size_t i = next++; i < n; i = next++) {
+      try {
+        f(i);
+      } catch (...) {
+        const std::lock_guard<std::mutex> lock(mu);
+        if (!error) error = std::current_exception();
+        next = n;
+      }
+    }
+  };
+  std::vector<std::thread> workers;
+  for (std::size_t j = 0; j < std::min(jobs, n); ++j) workers.emplace_back(work);
+  for (auto& w : workers) w.join();
+  if (error) std::rethrow_exception(error);
+}
+
 [[noreturn]] void usage_error(const std::string& msg) {
   std::fprintf(stderr, "error: %s\n", msg.c_str());
   std::fprintf(stderr,
@@ -52,7 +92,7 @@ double seconds_since(clock_type::time_point t) { return std::chrono::duration<do
                "  --decode-tokens N  --periods 128,1024  --decode-budgets 0.25,0.125\n"
                "  --influence-prefix N  --influence-tokens N  --influence-budgets 0.2  --influence-policies LIST\n"
                "  --passage N  --gaps 1024,3840  --passkey-context N  --passkey-depths 0,0.25,0.5,0.75,1  --passkey-trials N\n"
-               "  --sinks N  --recent N  --seed S\n");
+               "  --sinks N  --recent N  --seed S  --jobs N (default: the cores)\n");
   std::exit(1);
 }
 
@@ -129,6 +169,7 @@ struct options {
   std::vector<double> passkey_depths = {0.0, 0.25, 0.5, 0.75, 1.0};
   std::size_t sinks = 4, recent = 64, chunk = 512;
   std::uint64_t seed = 1234;
+  std::size_t jobs = std::max(1u, std::thread::hardware_concurrency());
   [[nodiscard]] bool wants(const std::string& s) const {
     return std::find(scenarios.begin(), scenarios.end(), s) != scenarios.end();
   }
@@ -207,6 +248,7 @@ options parse(int argc, char** argv) {
     else if (a == "--recent") o.recent = to_size(next(), "--recent");
     else if (a == "--chunk") o.chunk = to_size(next(), "--chunk");
     else if (a == "--seed") o.seed = to_size(next(), "--seed");
+    else if (a == "--jobs") o.jobs = std::max<std::size_t>(1, to_size(next(), "--jobs"));
     else usage_error("unknown option '" + a + "'");
   }
   if (o.model.empty() || o.text.empty() || o.out.empty()) usage_error("--model, --text and --out are required");
@@ -272,6 +314,12 @@ class fanout_hook final : public engine::compression_hook {
   infokv::signal_set needs_{};
   std::map<stream_granularity, engine::cache_type> shadows_;
   infokv::eviction_event none_{};
+};
+
+/// What one compressed run measured.
+struct run_result {
+  engine::quality_sum q;
+  double kept = 0.0, library_s = 0.0;
 };
 
 /// CSV output with a fixed header.
@@ -435,16 +483,19 @@ class evaluator {
     engine::quality_sum fq;
     for (std::size_t r = 0; r + 1 < cont.size(); ++r) fq.add(ref, r, before.row(static_cast<Eigen::Index>(r)), cont[r + 1]);
     write_quality(scenario, window, C, 0, 1.0, "full", "-", 1.0, fq, 0.0);
-    for (std::size_t i = 0; i < o_.policies.size(); ++i) {
-      const variant& v = o_.policies[i];
-      for (const double b : budgets) {
-        double kept = 0.0, lib_s = 0.0;
-        auto s = compressed_copy(full, fan, i, v, b, C, kept, lib_s);
-        const auto& lg = s->forward(cont, engine::step_kind::decode, true);
-        engine::quality_sum q;
-        for (std::size_t r = 0; r + 1 < cont.size(); ++r) q.add(ref, r, lg.row(static_cast<Eigen::Index>(r)), cont[r + 1]);
-        write_quality(scenario, window, C, 0, b, v.label, granularity_name(v.opt.granularity), kept, q, lib_s);
-      }
+    const std::size_t nb = budgets.size();
+    std::vector<run_result> res(o_.policies.size() * nb);
+    parallel_for(res.size(), o_.jobs, [&](std::size_t k) {
+      const std::size_t i = k / nb;
+      run_result& r = res[k];
+      auto s = compressed_copy(full, fan, i, o_.policies[i], budgets[k % nb], C, r.kept, r.library_s);
+      const auto& lg = s->forward(cont, engine::step_kind::decode, true);
+      for (std::size_t j = 0; j + 1 < cont.size(); ++j) r.q.add(ref, j, lg.row(static_cast<Eigen::Index>(j)), cont[j + 1]);
+    });
+    for (std::size_t k = 0; k < res.size(); ++k) {
+      const variant& v = o_.policies[k / nb];
+      write_quality(scenario, window, C, 0, budgets[k % nb], v.label, granularity_name(v.opt.granularity), res[k].kept,
+                    res[k].q, res[k].library_s);
     }
     engine::session again(m_, full.cache(), C, nullptr);
     const auto& after = again.forward(cont, engine::step_kind::decode, true);
@@ -520,9 +571,11 @@ class evaluator {
     const std::size_t N = o_.influence_prefix, end = N + inf_tokens, bin = 128;
     // The pass's own chunk boundaries after N, so an unevicted cache would give the same rows.
     const auto bounds = boundaries(end, pass_stops_);
-    for (std::size_t k = 0; k < runs.size(); ++k) {
+    std::vector<std::vector<engine::quality_sum>> per_run(runs.size());
+    parallel_for(runs.size(), o_.jobs, [&](std::size_t k) {
       auto& s = *runs[k].second;
-      std::vector<engine::quality_sum> per_bin((inf_tokens + bin - 1) / bin);
+      auto& per_bin = per_run[k];
+      per_bin.resize((inf_tokens + bin - 1) / bin);
       std::size_t t0 = N;
       for (const std::size_t t1 : bounds) {
         if (t1 <= N) continue;
@@ -531,6 +584,10 @@ class evaluator {
           per_bin[(g - N) / bin].add(ref, g, lg.row(static_cast<Eigen::Index>(g - t0)), a[g + 1]);
         t0 = t1;
       }
+      runs[k].second.reset();
+    });
+    for (std::size_t k = 0; k < runs.size(); ++k) {
+      const auto& per_bin = per_run[k];
       for (std::size_t c = 0; c < per_bin.size(); ++c) {
         const auto& q = per_bin[c];
         influence_.row(runs[k].first, budgets[k], N, c, c * bin, q.predictions, q.mean(q.nll_full), q.mean(q.nll),
@@ -538,9 +595,8 @@ class evaluator {
       }
       std::printf("  influence %-20s keep %.3g: KL first chunk %.4f, last chunk %.4f\n", runs[k].first.c_str(), budgets[k],
                   per_bin.front().mean(per_bin.front().kl), per_bin.back().mean(per_bin.back().kl));
-      std::fflush(stdout);
-      runs[k].second.reset();
     }
+    std::fflush(stdout);
     std::printf("influence took %.1f s\n", seconds_since(t));
   }
 
@@ -557,28 +613,39 @@ class evaluator {
       fq.top1_same += 1;
     }
     write_quality("decode", 0, T, 0, 1.0, "full", "-", 1.0, fq, 0.0);
+    struct job {
+      std::size_t period;
+      double budget;
+      const variant* base;
+    };
+    std::vector<job> jobs;
     for (const std::size_t P : o_.periods)
       for (const double b : o_.decode_budgets)
-        for (const variant& base : o_.policies) {
-          variant v = base;
-          v.opt.decode_ratio = b;
-          v.opt.prefill_ratio = b;
-          v.opt.slack = 0;  // evict after every chunk of P tokens
-          engine::session s(m_, v.opt.granularity, page_size_, T, engine::make_hook(v.opt, cfg_, T));
-          engine::quality_sum q;
-          double kept_sum = 0.0;
-          std::size_t kept_n = 0;
-          for (std::size_t t0 = 0; t0 < T; t0 += P) {
-            const std::size_t n = std::min(P, T - t0);
-            const auto& lg = s.forward(std::span<const std::int32_t>(a.data() + t0, n), engine::step_kind::decode, true);
-            for (std::size_t g = std::max(t0, from); g < t0 + n && g + 1 < T; ++g)
-              q.add(ref, g, lg.row(static_cast<Eigen::Index>(g - t0)), a[g + 1]);
-            kept_sum += static_cast<double>(s.cache().tokens_held()) / static_cast<double>(s.cache().num_streams() * (t0 + n));
-            ++kept_n;
-          }
-          write_quality("decode", 0, T, P, b, v.label, granularity_name(v.opt.granularity), kept_sum / static_cast<double>(kept_n),
-                        q, s.stats().library_seconds);
-        }
+        for (const variant& base : o_.policies) jobs.push_back({P, b, &base});
+    std::vector<run_result> res(jobs.size());
+    parallel_for(jobs.size(), o_.jobs, [&](std::size_t k) {
+      const std::size_t P = jobs[k].period;
+      variant v = *jobs[k].base;
+      v.opt.decode_ratio = jobs[k].budget;
+      v.opt.prefill_ratio = jobs[k].budget;
+      v.opt.slack = 0;  // evict after every chunk of P tokens
+      engine::session s(m_, v.opt.granularity, page_size_, T, engine::make_hook(v.opt, cfg_, T));
+      double kept_sum = 0.0;
+      std::size_t kept_n = 0;
+      for (std::size_t t0 = 0; t0 < T; t0 += P) {
+        const std::size_t n = std::min(P, T - t0);
+        const auto& lg = s.forward(std::span<const std::int32_t>(a.data() + t0, n), engine::step_kind::decode, true);
+        for (std::size_t g = std::max(t0, from); g < t0 + n && g + 1 < T; ++g)
+          res[k].q.add(ref, g, lg.row(static_cast<Eigen::Index>(g - t0)), a[g + 1]);
+        kept_sum += static_cast<double>(s.cache().tokens_held()) / static_cast<double>(s.cache().num_streams() * (t0 + n));
+        ++kept_n;
+      }
+      res[k].kept = kept_sum / static_cast<double>(kept_n);
+      res[k].library_s = s.stats().library_seconds;
+    });
+    for (std::size_t k = 0; k < jobs.size(); ++k)
+      write_quality("decode", 0, T, jobs[k].period, jobs[k].budget, jobs[k].base->label,
+                    granularity_name(jobs[k].base->opt.granularity), res[k].kept, res[k].q, res[k].library_s);
     std::printf("decode took %.1f s\n", seconds_since(t));
   }
 
@@ -664,12 +731,20 @@ class evaluator {
             [&](const engine::session& full, const fanout_hook& fan, std::size_t) {
               engine::session f(m_, full.cache(), C, nullptr);
               score(f.forward(answer, engine::step_kind::decode, true), results[{"full", 1.0, depth}]);
-              for (std::size_t i = 0; i < o_.policies.size(); ++i)
-                for (const double bgt : o_.prefill_budgets) {
-                  double kept = 0.0, lib_s = 0.0;
-                  auto s = compressed_copy(full, fan, i, o_.policies[i], bgt, C, kept, lib_s);
-                  score(s->forward(answer, engine::step_kind::decode, true), results[{o_.policies[i].label, bgt, depth}]);
-                }
+              const std::size_t nb = o_.prefill_budgets.size();
+              std::vector<tally> got(o_.policies.size() * nb);
+              parallel_for(got.size(), o_.jobs, [&](std::size_t job) {
+                double kept = 0.0, lib_s = 0.0;
+                auto s = compressed_copy(full, fan, job / nb, o_.policies[job / nb], o_.prefill_budgets[job % nb], C,
+                                         kept, lib_s);
+                score(s->forward(answer, engine::step_kind::decode, true), got[job]);
+              });
+              for (std::size_t job = 0; job < got.size(); ++job) {
+                tally& tl = results[{o_.policies[job / nb].label, o_.prefill_budgets[job % nb], depth}];
+                tl.trials += got[job].trials;
+                tl.correct += got[job].correct;
+                tl.nll += got[job].nll;
+              }
             },
             [&](std::size_t first, const engine::row_matrix& lg) {
               if (first + static_cast<std::size_t>(lg.rows()) != C) return;

@@ -45,22 +45,24 @@ struct redundancy_scorer {
       INFOKV_TRY(detail::window_attention_mean(ctx, h, window, group_reduction::max_of_logits, true, row,
                                                logits));
       detail::pool_candidates(ctx, pooling::max, kernel, row, tmp);
-      // Redundancy over all tokens, taken in position order (j = rank in ctx.order).
+      // Redundancy over all tokens, taken in position order (j = rank in ctx.order). The norms
+      // are computed once (the pooling scratch's second half is free again) and each key a is
+      // converted to float once, so the O(T^2) part is one SIMD dot per pair.
+      float* norms = tmp + T;
+      float* key_a = ctx.scratch.data() + 4 * ((T + 31) / 32 * 32);  // past the 4T block: see scorer_scratch_floats
+      for (std::size_t b = 0; b < T; ++b)
+        norms[b] = std::sqrt(simd::squared_norm(Isa{}, ctx.kv.key(ctx.order[b], h), D)) + 1e-8f;
       std::fill(red, red + T, 0.0f);
       for (std::size_t a = 0; a < T; ++a) {
         const auto* ka = ctx.kv.key(ctx.order[a], h);
-        const float na = std::sqrt(simd::squared_norm(Isa{}, ka, D)) + 1e-8f;
+        for (std::size_t d = 0; d < D; ++d) key_a[d] = to_float(ka[d]);
         std::size_t last_similar = 0;
         for (std::size_t b = 0; b < T; ++b) {
           if (a == b) {
             tmp[b] = 0.0f;
             continue;
           }
-          const auto* kb = ctx.kv.key(ctx.order[b], h);
-          const float nb = std::sqrt(simd::squared_norm(Isa{}, kb, D)) + 1e-8f;
-          float dot = 0.0f;
-          for (std::size_t d = 0; d < D; ++d) dot += to_float(ka[d]) * to_float(kb[d]);
-          tmp[b] = dot / (na * nb);
+          tmp[b] = simd::dot(Isa{}, ctx.kv.key(ctx.order[b], h), key_a, D) / (norms[a] * norms[b]);
           if (tmp[b] > similarity_threshold) last_similar = b;
         }
         tmp[last_similar] = 0.0f;

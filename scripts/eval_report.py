@@ -1,0 +1,301 @@
+#!/usr/bin/env python3
+# Tables (results.md) and plots (PNG, matplotlib) from the CSV files infokv_eval writes.
+# usage: scripts/eval_report.py OUT_DIR
+import csv
+import os
+import re
+import sys
+from collections import defaultdict
+
+# Policies that rank tokens by (expected) attention weight alone: the paper's "attention-based
+# compression" that InfoKV is meant to improve on.
+ATTENTION_ONLY = ["snapkv", "pyramidkv", "h2o", "tova", "expected-attention", "snapkv@per_sequence"]
+INFOKV = ["infokv", "infokv-adaptive", "infokv@per_sequence"]
+
+
+def rows(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def mean(xs):
+    xs = list(xs)
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def pct(b):
+    return f"{100 * float(b):g}%"
+
+
+def aggregate(quality):
+    """(scenario, context, period, budget, policy) -> mean metrics over windows, weighted by predictions."""
+    acc = defaultdict(lambda: defaultdict(float))
+    for r in quality:
+        k = (r["scenario"], int(r["context"]), int(r["period"]), float(r["budget"]), r["policy"])
+        n = int(r["predictions"])
+        a = acc[k]
+        a["n"] += n
+        a["windows"] += 1
+        for m in ("nll_full", "nll", "delta_nll", "kl", "top1", "kept"):
+            a[m] += float(r[m]) * n
+    out = {}
+    for k, a in acc.items():
+        out[k] = {m: a[m] / a["n"] for m in ("nll_full", "nll", "delta_nll", "kl", "top1", "kept")}
+        out[k]["n"] = int(a["n"])
+        out[k]["windows"] = int(a["windows"])
+    return out
+
+
+def settings(agg, scenario):
+    return sorted({(c, p, b) for (s, c, p, b, _) in agg if s == scenario and _ != "full"},
+                  key=lambda x: (x[0], x[1], -x[2]))
+
+
+def policies_of(agg, scenario):
+    seen = []
+    for (s, _, _, _, pol) in agg:
+        if s == scenario and pol != "full" and pol not in seen:
+            seen.append(pol)
+    return seen
+
+
+def headline(agg, lines, metric):
+    what = {"delta_nll": "delta NLL", "kl": "mean KL(p_full || p)"}[metric]
+    lines.append(f"## Headline ({what}): InfoKV against the best attention-only baseline\n")
+    lines.append(("Delta NLL: nats per token against the full cache" if metric == "delta_nll" else
+                  "KL: nats per prediction, the full cache's distribution against the compressed one") +
+                 " (lower is better), mean over the scored predictions. The attention-only baselines are " +
+                 ", ".join(ATTENTION_ONLY) + "; the best of them in each setting is named. \"rank\" is InfoKV's "
+                 "place among all compressed policies (1 = best).\n")
+    lines.append("| scenario | setting | budget | InfoKV | InfoKV adaptive | best attention-only | "
+                 "InfoKV - best attention-only | best of all | InfoKV rank |")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
+    for scenario in ("prefill", "decode", "repeat"):
+        pols = policies_of(agg, scenario)
+        for (c, p, b) in settings(agg, scenario):
+            get = lambda pol: agg.get((scenario, c, p, b, pol))
+            if get("infokv") is None:
+                continue
+            att = [(get(x)[metric], x) for x in ATTENTION_ONLY if get(x)]
+            allp = sorted((get(x)[metric], x) for x in pols if get(x))
+            best_att = min(att) if att else (float("nan"), "-")
+            inf = get("infokv")[metric]
+            ada = get("infokv-adaptive")[metric] if get("infokv-adaptive") else float("nan")
+            rank = 1 + sum(1 for v, _ in allp if v < inf)
+            setting = f"C={c}" if scenario == "prefill" else (f"T={c}, every {p}" if scenario == "decode"
+                                                               else f"passage+gap {c}")
+            lines.append(f"| {scenario} | {setting} | {pct(b)} | {inf:+.4f} | {ada:+.4f} | {best_att[1]} "
+                         f"{best_att[0]:+.4f} | {inf - best_att[0]:+.4f} | {allp[0][1]} {allp[0][0]:+.4f} | "
+                         f"{rank}/{len(allp)} |")
+    lines.append("")
+
+
+def full_tables(agg, lines, first_read):
+    names = {"prefill": "Prefill compression (context C compressed once, next tokens scored)",
+             "decode": "Decode compression (compress every P tokens to a share of the tokens seen)",
+             "repeat": "Repeated passage (passage, gap, passage again; NLL on the repeat)"}
+    for scenario in ("prefill", "decode", "repeat"):
+        sets = settings(agg, scenario)
+        if not sets:
+            continue
+        lines.append(f"## {names[scenario]}\n")
+        groups = sorted({(c, p) for (c, p, _) in sets})
+        for (c, p) in groups:
+            budgets = sorted({b for (cc, pp, b) in sets if (cc, pp) == (c, p)}, reverse=True)
+            full = agg.get((scenario, c, p if scenario != "decode" else 0, 1.0, "full"))
+            title = {"prefill": f"C = {c}", "decode": f"T = {c}, P = {p}", "repeat": ""}[scenario]
+            if scenario == "repeat":
+                fr = first_read.get(c)
+                title = f"passage + gap = {c} tokens" + (f"; first-read NLL {fr:.3f}" if fr is not None else "")
+            extra = f"; full-cache NLL {full['nll_full']:.4f} over {full['n']} predictions" if full else ""
+            if full and full["windows"] > 1:
+                extra += f" ({full['windows']} text windows)"
+            lines.append(f"**{title}**{extra}\n")
+            lines.append("| policy | " + " | ".join(f"{pct(b)}: dNLL / KL / top-1" for b in budgets) + " |")
+            lines.append("|---|" + "---|" * len(budgets))
+            for pol in policies_of(agg, scenario):
+                cells = []
+                for b in budgets:
+                    r = agg.get((scenario, c, p, b, pol))
+                    cells.append("-" if r is None else f"{r['delta_nll']:+.4f} / {r['kl']:.4f} / {r['top1']:.3f}")
+                lines.append(f"| {pol} | " + " | ".join(cells) + " |")
+            lines.append("")
+
+
+def influence_section(inf, lines):
+    if not inf:
+        return None
+    lines.append("## Forward influence\n")
+    prefix = inf[0]["prefix"]
+    lines.append(f"The first {prefix} tokens are compressed once (keep the share given), by attention alone "
+                 "(infokv:alpha=1, i.e. SnapKV's scores) or by the entropy score alone (infokv:alpha=0); the "
+                 "rest is then fed uncompressed. Mean KL(p_full || p) per band of distance after the prefix.\n")
+    bands = [(0, 128), (128, 512), (512, 2048), (2048, 4096), (4096, 1 << 30)]
+    data = defaultdict(list)
+    for r in inf:
+        data[(r["policy"], float(r["budget"]))].append((int(r["distance"]), float(r["kl"]), int(r["predictions"]),
+                                                        float(r["delta_nll"])))
+    head = " | ".join(f"{a}-{b if b < 1 << 30 else 'end'}" for a, b in bands)
+    lines.append(f"| policy | keep | {head} |")
+    lines.append("|---|---|" + "---|" * len(bands))
+    summary = {}
+    for (pol, b), pts in data.items():
+        cells = []
+        for a, z in bands:
+            sel = [(kl, n) for d, kl, n, _ in pts if a <= d < z]
+            v = sum(kl * n for kl, n in sel) / sum(n for _, n in sel) if sel else float("nan")
+            cells.append("-" if v != v else f"{v:.4f}")
+            summary[(pol, b, a)] = v
+        lines.append(f"| {pol} | {pct(b)} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return data, summary, bands
+
+
+def passkey_section(pk, lines):
+    if not pk:
+        return
+    lines.append("## Passkey retrieval\n")
+    ctx = pk[0]["context"]
+    lines.append(f"A 5-digit key stated once in {ctx} tokens of the novel, asked for at the end; retrieved when "
+                 "every answer token is the arg max (what greedy decoding would produce). Accuracy over all "
+                 "depths and trials.\n")
+    acc = defaultdict(lambda: [0, 0])
+    depth_acc = defaultdict(lambda: [0, 0])
+    for r in pk:
+        k = (r["policy"], float(r["budget"]))
+        acc[k][0] += int(r["correct"])
+        acc[k][1] += int(r["trials"])
+        depth_acc[(r["policy"], float(r["budget"]), float(r["depth"]))][0] += int(r["correct"])
+        depth_acc[(r["policy"], float(r["budget"]), float(r["depth"]))][1] += int(r["trials"])
+    budgets = sorted({b for (_, b) in acc if b < 1.0}, reverse=True)
+    depths = sorted({d for (_, _, d) in depth_acc})
+    full = acc.get(("full", 1.0), [0, 0])
+    lines.append(f"Full cache: {full[0]}/{full[1]} retrieved; by depth: " +
+                 ", ".join(f"{d:g}: {depth_acc[('full', 1.0, d)][0]}/{depth_acc[('full', 1.0, d)][1]}" for d in depths) + ".\n")
+    lines.append("| policy | " + " | ".join(pct(b) for b in budgets) + " |")
+    lines.append("|---|" + "---|" * len(budgets))
+    pols = []
+    for r in pk:
+        if r["policy"] != "full" and r["policy"] not in pols:
+            pols.append(r["policy"])
+    for pol in pols:
+        lines.append(f"| {pol} | " + " | ".join(f"{acc[(pol, b)][0]}/{acc[(pol, b)][1]}" for b in budgets) + " |")
+    lines.append("")
+
+
+def plots(out, agg, inf_data, pk):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is missing (apt-get install python3-matplotlib): no plots", file=sys.stderr)
+        return []
+    made = []
+    style = {}
+
+    def st(pol):
+        if pol not in style:
+            i = len(style)
+            style[pol] = dict(marker="osd^v<>xP*hX8"[i % 13], linestyle="-" if pol.startswith("infokv") else "--",
+                              linewidth=2.2 if pol.startswith("infokv") else 1.0)
+        return style[pol]
+
+    for scenario, fname, label in (("prefill", "prefill.png", "C"), ("decode", "decode.png", "P"),
+                                   ("repeat", "repeat.png", "context")):
+        sets = settings(agg, scenario)
+        if not sets:
+            continue
+        groups = sorted({(c, p) for (c, p, _) in sets})
+        fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 4.2), squeeze=False)
+        for ax, (c, p) in zip(axes[0], groups):
+            for pol in policies_of(agg, scenario):
+                pts = sorted((b, agg[(scenario, c, p, b, pol)]["delta_nll"]) for (cc, pp, b) in sets
+                             if (cc, pp) == (c, p) and (scenario, c, p, b, pol) in agg)
+                if pts:
+                    ax.plot([100 * x for x, _ in pts], [y for _, y in pts], label=pol, **st(pol))
+            ax.set_title({"prefill": f"prefill, C = {c}", "decode": f"decode, T = {c}, every {p}",
+                          "repeat": f"repeat after {c} tokens"}[scenario])
+            ax.set_xlabel("kept (% of tokens seen)")
+            ax.set_ylabel("delta NLL vs full cache (nats/token)")
+            ax.grid(alpha=0.3)
+        axes[0][-1].legend(fontsize=7, loc="upper right")
+        fig.tight_layout()
+        fig.savefig(os.path.join(out, fname), dpi=110)
+        plt.close(fig)
+        made.append(fname)
+    if inf_data:
+        data, _, _ = inf_data
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        for (pol, b), pts in sorted(data.items()):
+            pts = sorted(pts)
+            ax.plot([d for d, *_ in pts], [kl for _, kl, _, _ in pts], label=f"{pol}, keep {pct(b)}", **st(pol))
+        ax.set_xscale("symlog", linthresh=128)
+        ax.set_xlabel("distance after the compressed prefix (tokens, start of 128-token chunk)")
+        ax.set_ylabel("mean KL(p_full || p) in the chunk")
+        ax.set_title("forward influence")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(os.path.join(out, "influence.png"), dpi=110)
+        plt.close(fig)
+        made.append("influence.png")
+    if pk:
+        acc = defaultdict(lambda: [0, 0])
+        for r in pk:
+            acc[(r["policy"], float(r["budget"]))][0] += int(r["correct"])
+            acc[(r["policy"], float(r["budget"]))][1] += int(r["trials"])
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        for pol in sorted({p for p, _ in acc if p != "full"}):
+            pts = sorted((b, acc[(pol, b)][0] / acc[(pol, b)][1]) for (p, b) in acc if p == pol)
+            ax.plot([100 * b for b, _ in pts], [a for _, a in pts], label=pol, **st(pol))
+        if ("full", 1.0) in acc:
+            f = acc[("full", 1.0)]
+            ax.axhline(f[0] / f[1], color="k", linewidth=0.8, label="full cache")
+        ax.set_xlabel("kept (% of the prompt)")
+        ax.set_ylabel("passkey accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(os.path.join(out, "passkey.png"), dpi=110)
+        plt.close(fig)
+        made.append("passkey.png")
+    return made
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit("usage: eval_report.py OUT_DIR")
+    out = sys.argv[1]
+    quality = rows(os.path.join(out, "quality.csv"))
+    if not quality:
+        sys.exit(f"no quality.csv in {out}")
+    agg = aggregate(quality)
+    first_read = {int(r["context"]): float(r["nll_first_read"]) for r in rows(os.path.join(out, "repeat_first_read.csv"))}
+    inf = rows(os.path.join(out, "influence.csv"))
+    pk = rows(os.path.join(out, "passkey.csv"))
+    lines = ["# infokv quality evaluation\n"]
+    log = os.path.join(out, "log.txt")
+    if os.path.exists(log):
+        text = open(log).read()
+        head = text.splitlines()[0] if text else ""
+        wall = re.findall(r"wall time of the evaluation: .*", text) or re.findall(r"evaluation wall time: .*", text)
+        lines.append(f"{head}\n\n{wall[-1] if wall else ''}\n")
+    headline(agg, lines, "delta_nll")
+    headline(agg, lines, "kl")
+    inf_data = influence_section(inf, lines)
+    passkey_section(pk, lines)
+    full_tables(agg, lines, first_read)
+    made = plots(out, agg, inf_data, pk)
+    if made:
+        lines.append("## Plots\n")
+        lines += [f"![{m}]({m})" for m in made]
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print(f"wrote {os.path.join(out, 'results.md')} and {len(made)} plots")
+
+
+if __name__ == "__main__":
+    main()
