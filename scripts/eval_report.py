@@ -129,9 +129,12 @@ def influence_section(inf, lines):
         return None
     lines.append("## Forward influence\n")
     prefix = inf[0]["prefix"]
-    lines.append(f"The first {prefix} tokens are compressed once (keep the share given), by attention alone "
-                 "(infokv:alpha=1, i.e. SnapKV's scores) or by the entropy score alone (infokv:alpha=0); the "
-                 "rest is then fed uncompressed. Mean KL(p_full || p) per band of distance after the prefix.\n")
+    lines.append(f"The first {prefix} tokens are compressed once, then the rest is fed uncompressed; mean "
+                 "KL(p_full || p) per band of distance after the prefix. Scores: attention alone "
+                 "(infokv:alpha=1, SnapKV's scores), the entropy score alone (infokv:alpha=0), InfoKV, random. "
+                 "Rows at a small keep share keep what the score ranks highest (evict what it would drop); rows "
+                 "with invert=1 remove what the score ranks highest (the paper's influence: the shift caused by "
+                 "removing a set), random:keep=0.9 removes a random 10%.\n")
     bands = [(0, 128), (128, 512), (512, 2048), (2048, 4096), (4096, 1 << 30)]
     data = defaultdict(list)
     for r in inf:
@@ -228,16 +231,24 @@ def plots(out, agg, inf_data, pk):
         made.append(fname)
     if inf_data:
         data, _, _ = inf_data
-        fig, ax = plt.subplots(figsize=(8, 4.5))
-        for (pol, b), pts in sorted(data.items()):
-            pts = sorted(pts)
-            ax.plot([d for d, *_ in pts], [kl for _, kl, _, _ in pts], label=f"{pol}, keep {pct(b)}", **st(pol))
-        ax.set_xscale("symlog", linthresh=128)
-        ax.set_xlabel("distance after the compressed prefix (tokens, start of 128-token chunk)")
-        ax.set_ylabel("mean KL(p_full || p) in the chunk")
-        ax.set_title("forward influence")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        panels = [("keep what each score ranks highest", lambda b: b < 0.5),
+                  ("remove what each score ranks highest", lambda b: b >= 0.5)]
+        panels = [(t, f) for t, f in panels if any(f(b) for _, b in data)]
+        fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4.5), squeeze=False)
+        for ax, (title, sel) in zip(axes[0], panels):
+            for (pol, b), pts in sorted(data.items()):
+                if not sel(b):
+                    continue
+                pts = sorted(pts)
+                ax.plot([d for d, *_ in pts], [kl for _, kl, _, _ in pts], label=f"{pol}, keep {pct(b)}",
+                        marker=st(pol)["marker"], linewidth=1.2, markersize=3)
+            ax.set_xscale("symlog", linthresh=128)
+            ax.set_yscale("log")
+            ax.set_xlabel("distance after the compressed prefix (tokens, start of 128-token chunk)")
+            ax.set_ylabel("mean KL(p_full || p) in the chunk")
+            ax.set_title(f"forward influence: {title}")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(os.path.join(out, "influence.png"), dpi=110)
         plt.close(fig)

@@ -120,9 +120,12 @@ std::vector<std::string> split(const std::string& s, char sep) {
 struct variant {
   std::string label;
   engine::compression_options opt;
+  double keep = 0.0;  // > 0: this variant's own keep ratio (forward influence), else the scenario's
 };
 
-/// NAME[:alpha=A,tau=T][@GRANULARITY]; per_layer unless given.
+/// NAME[:alpha=A,tau=T,invert=1,keep=R][@GRANULARITY]; per_layer unless given. alpha and tau
+/// are InfoKV's; invert=1 evicts the tokens the policy ranks highest (analysis only); keep=R
+/// fixes the keep ratio of a forward-influence run.
 variant parse_variant(const std::string& spec) {
   variant v;
   v.label = spec;
@@ -136,12 +139,18 @@ variant parse_variant(const std::string& spec) {
       const auto eq = kv.find('=');
       if (eq == std::string::npos) usage_error("bad policy parameter '" + kv + "' in '" + spec + "'");
       const std::string key = kv.substr(0, eq), value = kv.substr(eq + 1);
+      const bool infokv_family = s.rfind("infokv", 0) == 0;
+      if ((key == "alpha" || key == "tau") && !infokv_family)
+        usage_error("alpha / tau apply to infokv and infokv-adaptive only");
       if (key == "alpha") v.opt.alpha = static_cast<float>(to_double(value, "alpha"));
       else if (key == "tau") v.opt.tau = static_cast<float>(to_double(value, "tau"));
-      else usage_error("unknown policy parameter '" + key + "' in '" + spec + "' (alpha, tau)");
+      else if (key == "invert") v.opt.invert = to_size(value, "invert") != 0;
+      else if (key == "keep") {
+        v.keep = to_double(value, "keep");
+        if (!(v.keep > 0.0 && v.keep <= 1.0)) usage_error("keep must lie in (0, 1]");
+      } else usage_error("unknown policy parameter '" + key + "' in '" + spec + "' (alpha, tau, invert, keep)");
     }
     s = s.substr(0, colon);
-    if (s != "infokv" && s != "infokv-adaptive") usage_error("alpha / tau apply to infokv and infokv-adaptive only");
   }
   v.opt.policy = s;
   const auto names = engine::policy_names();
@@ -155,7 +164,7 @@ struct options {
   std::vector<std::string> scenarios = {"prefill", "decode", "influence", "retrieval"};
   std::vector<variant> policies;
   std::vector<variant> influence_policies;
-  std::size_t offset = 0, windows = 1, continuation = 256;
+  std::size_t offset = 0, windows = 2, continuation = 256;
   std::vector<std::string> contexts = {"1024", "2048", "4096", "max"};
   std::vector<double> prefill_budgets = {0.4, 0.2, 0.1};
   std::size_t decode_tokens = 4096;
@@ -209,7 +218,11 @@ options parse(int argc, char** argv) {
   o.policies = parse_variants(
       "random,streamingllm,h2o,tova,snapkv,pyramidkv,knorm,expected-attention,rkv,infokv,infokv-adaptive,"
       "snapkv@per_sequence,infokv@per_sequence");
-  o.influence_policies = parse_variants("infokv:alpha=1,infokv:alpha=0,infokv,random");
+  // Keep what each score ranks highest (evict what it would drop), and, in the paper's own
+  // sense of influence, remove the 10% each score ranks highest.
+  o.influence_policies = parse_variants(
+      "infokv:alpha=1,infokv:alpha=0,infokv,random,infokv:alpha=1,invert=1,keep=0.9,infokv:alpha=0,invert=1,keep=0.9,"
+      "random:keep=0.9");
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     const auto next = [&]() -> std::string {
@@ -338,8 +351,14 @@ class csv_file {
   }
 
  private:
-  static std::string format(const std::string& s) { return s; }
-  static std::string format(const char* s) { return s; }
+  // Labels may hold commas ("infokv:alpha=1,invert=1"): quoted as RFC 4180 says.
+  static std::string format(const std::string& s) {
+    if (s.find_first_of(",\"") == std::string::npos) return s;
+    std::string q = "\"";
+    for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+    return q + "\"";
+  }
+  static std::string format(const char* s) { return format(std::string(s)); }
   static std::string format(double x) {
     char b[40];
     std::snprintf(b, sizeof b, "%.12g", x);
@@ -548,7 +567,8 @@ class evaluator {
           }
           if (influence && C == o_.influence_prefix)
             for (std::size_t i = 0; i < o_.influence_policies.size(); ++i)
-              for (const double b : o_.influence_budgets) {
+              for (const double b : o_.influence_policies[i].keep > 0.0 ? std::vector<double>{o_.influence_policies[i].keep}
+                                                                         : o_.influence_budgets) {
                 double kept = 0.0, lib_s = 0.0;
                 influence_runs.emplace_back(o_.influence_policies[i].label,
                                             compressed_copy(full, fan, n_main + i, o_.influence_policies[i], b, C, kept, lib_s));

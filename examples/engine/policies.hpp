@@ -8,6 +8,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <infokv/infokv.hpp>
@@ -27,6 +28,27 @@ struct compression_options {
   std::size_t slack = 64;       // evict once a stream is this far over its budget
   float alpha = 0.9f;           // InfoKV: weight of attention (the paper's default)
   float tau = 1.0f;             // InfoKV: bias of the layer-evolution factor
+  bool invert = false;          // analysis only: evict the tokens the policy ranks highest
+};
+
+/// A policy with its ranking turned upside down: it keeps the tokens the wrapped policy would
+/// evict. Not an eviction policy anyone should run; the forward-influence analysis uses it to
+/// remove the tokens a score ranks highest and see how far their absence is felt (the paper's
+/// definition of influence: the KL shift caused by removing a set). The sinks and the recent
+/// window stay protected by the compressor.
+template <class Policy>
+struct inverted_policy {
+  Policy inner{};
+  [[nodiscard]] constexpr std::string_view name() const noexcept { return "inverted"; }
+  [[nodiscard]] constexpr infokv::observation_needs needs() const noexcept { return inner.needs(); }
+  [[nodiscard]] constexpr infokv::status check() const noexcept { return infokv::check_parameters(inner); }
+  template <class View, class Isa>
+  [[nodiscard]] infokv::status score(const infokv::layer_context<View, Isa>& ctx, infokv::score_matrix out) const noexcept {
+    INFOKV_TRY(inner.score(ctx, out));
+    for (std::size_t h = 0; h < out.heads; ++h)
+      for (std::size_t i = 0; i < out.tokens; ++i) out(h, i) = -out(h, i);
+    return {};
+  }
 };
 
 /// The library configuration for `o`; `capacity`: the most tokens a stream may hold.
@@ -67,7 +89,13 @@ struct compression_options {
   const infokv::compress_config cfg = make_config(o, capacity);
   const auto shape = shape_of(c);
   const auto hook = [&](const auto& policy) -> std::unique_ptr<compression_hook> {
-    return std::make_unique<policy_hook<std::decay_t<decltype(policy)>>>(policy, cfg, shape);
+    using policy_type = std::decay_t<decltype(policy)>;
+    if (o.invert) {
+      if (o.policy == "infokv-adaptive" || o.policy == "pyramidkv")
+        throw std::invalid_argument("invert applies to policies with uniform budgets");
+      return std::make_unique<policy_hook<inverted_policy<policy_type>>>(inverted_policy<policy_type>{policy}, cfg, shape);
+    }
+    return std::make_unique<policy_hook<policy_type>>(policy, cfg, shape);
   };
   if (o.policy == "infokv") return hook(infokv::make_infokv(o.alpha, o.tau));
   if (o.policy == "infokv-adaptive") return hook(infokv::make_infokv_adaptive(o.alpha, o.tau));
