@@ -199,6 +199,12 @@ def plots(out, agg, inf_data, pk):
     made = []
     style = {}
 
+    def save(fig, name):
+        fig.tight_layout()
+        fig.savefig(os.path.join(out, name), dpi=110)
+        plt.close(fig)
+        made.append(name)
+
     def st(pol):
         if pol not in style:
             i = len(style)
@@ -225,10 +231,7 @@ def plots(out, agg, inf_data, pk):
             ax.set_ylabel("delta NLL vs full cache (nats/token)")
             ax.grid(alpha=0.3)
         axes[0][-1].legend(fontsize=7, loc="upper right")
-        fig.tight_layout()
-        fig.savefig(os.path.join(out, fname), dpi=110)
-        plt.close(fig)
-        made.append(fname)
+        save(fig, fname)
     if inf_data:
         data, _, _ = inf_data
         panels = [("keep what each score ranks highest", lambda b: b < 0.5),
@@ -249,10 +252,7 @@ def plots(out, agg, inf_data, pk):
             ax.set_title(f"forward influence: {title}")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(os.path.join(out, "influence.png"), dpi=110)
-        plt.close(fig)
-        made.append("influence.png")
+        save(fig, "influence.png")
     if pk:
         acc = defaultdict(lambda: [0, 0])
         for r in pk:
@@ -269,10 +269,7 @@ def plots(out, agg, inf_data, pk):
         ax.set_ylabel("passkey accuracy")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(os.path.join(out, "passkey.png"), dpi=110)
-        plt.close(fig)
-        made.append("passkey.png")
+        save(fig, "passkey.png")
     return made
 
 

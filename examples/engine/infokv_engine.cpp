@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "cli.hpp"
 #include "gguf.hpp"
 #include "llama_model.hpp"
 #include "metrics.hpp"
@@ -31,9 +32,12 @@
 
 namespace {
 
-using clock_type = std::chrono::steady_clock;
-
-double seconds_since(clock_type::time_point t) { return std::chrono::duration<double>(clock_type::now() - t).count(); }
+using cli::clock_type;
+using cli::read_file;
+using cli::seconds_since;
+using cli::to_double;
+using cli::to_size;
+using cli::usage_error;
 
 struct options {
   std::string command;
@@ -58,7 +62,9 @@ struct options {
   engine::compression_options comp;
 };
 
-[[noreturn]] void usage_error(const std::string& msg) {
+}  // namespace
+
+[[noreturn]] void cli::usage_error(const std::string& msg) {
   std::fprintf(stderr, "error: %s\n", msg.c_str());
   std::fprintf(stderr,
                "usage: infokv_engine generate|perplexity|bench|tokenize --model PATH [options]\n"
@@ -69,18 +75,7 @@ struct options {
   std::exit(1);
 }
 
-std::size_t to_size(const std::string& s, const char* what) {
-  char* end = nullptr;
-  const unsigned long long v = std::strtoull(s.c_str(), &end, 10);
-  if (s.empty() || *end != '\0') usage_error(std::string("bad number for ") + what + ": '" + s + "'");
-  return static_cast<std::size_t>(v);
-}
-double to_double(const std::string& s, const char* what) {
-  char* end = nullptr;
-  const double v = std::strtod(s.c_str(), &end);
-  if (s.empty() || *end != '\0' || !std::isfinite(v)) usage_error(std::string("bad number for ") + what + ": '" + s + "'");
-  return v;
-}
+namespace {
 
 options parse(int argc, char** argv) {
   options o;
@@ -116,8 +111,7 @@ options parse(int argc, char** argv) {
     else if (a == "--recent") o.comp.recent_tokens = to_size(next(), "--recent");
     else if (a == "--contexts") {
       o.contexts.clear();
-      std::stringstream ss(next());
-      for (std::string item; std::getline(ss, item, ',');) o.contexts.push_back(to_size(item, "--contexts"));
+      for (const auto& item : cli::split(next(), ',')) o.contexts.push_back(to_size(item, "--contexts"));
     } else usage_error("unknown option '" + a + "'");
   }
   if (o.model.empty()) usage_error("--model PATH is required");
@@ -129,14 +123,6 @@ options parse(int argc, char** argv) {
   }
   if (o.page_size == 0) usage_error("--page-size must be at least 1");
   return o;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot read '" + path + "'");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 /// Picks the next token: greedy at temperature 0, else nucleus sampling with the seeded RNG.

@@ -35,6 +35,7 @@
 #include <omp.h>
 #endif
 
+#include "cli.hpp"
 #include "gguf.hpp"
 #include "llama_model.hpp"
 #include "metrics.hpp"
@@ -44,11 +45,15 @@
 
 namespace {
 
-using clock_type = std::chrono::steady_clock;
+using cli::clock_type;
+using cli::read_file;
+using cli::seconds_since;
+using cli::split;
+using cli::to_double;
+using cli::to_size;
+using cli::usage_error;
 using tokens = std::vector<std::int32_t>;
 using infokv::stream_granularity;
-
-double seconds_since(clock_type::time_point t) { return std::chrono::duration<double>(clock_type::now() - t).count(); }
 
 /// Runs f(0) .. f(n - 1) on `jobs` threads (the compressed runs of a comparison are independent:
 /// each has its own session, cache copy and sequence state; the model and the reference are only
@@ -83,11 +88,13 @@ void parallel_for(std::size_t n, std::size_t jobs, F&& f) {
   if (error) std::rethrow_exception(error);
 }
 
-[[noreturn]] void usage_error(const std::string& msg) {
+}  // namespace
+
+[[noreturn]] void cli::usage_error(const std::string& msg) {
   std::fprintf(stderr, "error: %s\n", msg.c_str());
   std::fprintf(stderr,
                "usage: infokv_eval --model PATH --text FILE --out DIR [options]\n"
-               "  --scenarios prefill,decode,influence,retrieval  --policies P1,P2,...  (NAME[:alpha=A,tau=T][@GRANULARITY])\n"
+               "  --scenarios prefill,decode,influence,retrieval  --policies P1,P2,...  (NAME[:alpha=A,tau=T,invert=1,keep=R][@GRANULARITY])\n"
                "  --offset N  --windows N  --contexts 1024,2048,4096,max  --continuation N  --prefill-budgets 0.4,0.2,0.1\n"
                "  --decode-tokens N  --periods 128,1024  --decode-budgets 0.25,0.125\n"
                "  --influence-prefix N  --influence-tokens N  --influence-budgets 0.2  --influence-policies LIST\n"
@@ -96,25 +103,7 @@ void parallel_for(std::size_t n, std::size_t jobs, F&& f) {
   std::exit(1);
 }
 
-std::size_t to_size(const std::string& s, const char* what) {
-  char* end = nullptr;
-  const unsigned long long v = std::strtoull(s.c_str(), &end, 10);
-  if (s.empty() || *end != '\0') usage_error(std::string("bad number for ") + what + ": '" + s + "'");
-  return static_cast<std::size_t>(v);
-}
-double to_double(const std::string& s, const char* what) {
-  char* end = nullptr;
-  const double v = std::strtod(s.c_str(), &end);
-  if (s.empty() || *end != '\0' || !std::isfinite(v)) usage_error(std::string("bad number for ") + what + ": '" + s + "'");
-  return v;
-}
-std::vector<std::string> split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  for (std::string item; std::getline(ss, item, sep);)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
+namespace {
 
 /// One policy setting: the engine's options plus the label it has in the results.
 struct variant {
@@ -164,7 +153,7 @@ struct options {
   std::vector<std::string> scenarios = {"prefill", "decode", "influence", "retrieval"};
   std::vector<variant> policies;
   std::vector<variant> influence_policies;
-  std::size_t offset = 0, windows = 2, continuation = 256;
+  std::size_t offset = 0, windows = 1, continuation = 256;
   std::vector<std::string> contexts = {"1024", "2048", "4096", "max"};
   std::vector<double> prefill_budgets = {0.4, 0.2, 0.1};
   std::size_t decode_tokens = 4096;
@@ -174,7 +163,7 @@ struct options {
   std::vector<double> influence_budgets = {0.2};
   std::size_t passage = 256;
   std::vector<std::size_t> gaps = {1024, 3840};
-  std::size_t passkey_context = 2048, passkey_trials = 3;
+  std::size_t passkey_context = 2048, passkey_trials = 2;
   std::vector<double> passkey_depths = {0.0, 0.25, 0.5, 0.75, 1.0};
   std::size_t sinks = 4, recent = 64, chunk = 512;
   std::uint64_t seed = 1234;
@@ -274,14 +263,6 @@ options parse(int argc, char** argv) {
       v.opt.recent_tokens = o.recent;
     }
   return o;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot read '" + path + "'");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 /// Every variant observes the forward pass of one full-cache session: the hooks of the
