@@ -61,6 +61,34 @@ def policies_of(agg, scenario):
     return seen
 
 
+def summary(agg, lines):
+    """One row per setting: InfoKV against the best attention-only baseline by each metric."""
+    lines.append("## Summary: InfoKV against the best attention-only baseline\n")
+    lines.append("Delta NLL (nats per token) and mean KL(p_full || p) against the full cache, lower is better; "
+                 "attention-only: " + ", ".join(ATTENTION_ONLY) + "; best of all over every compressed policy; "
+                 "InfoKV's rank among them by delta NLL and by KL.\n")
+    lines.append("| setting | budget | InfoKV dNLL / KL | best attention-only dNLL | best attention-only KL | "
+                 "best of all (dNLL) | InfoKV rank (dNLL, KL) |")
+    lines.append("|---|---|---|---|---|---|---|")
+    for sc in ("prefill", "decode", "repeat"):
+        pols = policies_of(agg, sc)
+        for (c, p, b) in settings(agg, sc):
+            g = lambda x: agg.get((sc, c, p, b, x))
+            inf = g("infokv")
+            if inf is None:
+                continue
+            ba = min(((g(x)["delta_nll"], x) for x in ATTENTION_ONLY if g(x)), default=(float("nan"), "-"))
+            bk = min(((g(x)["kl"], x) for x in ATTENTION_ONLY if g(x)), default=(float("nan"), "-"))
+            al = min((g(x)["delta_nll"], x) for x in pols if g(x))
+            rd = 1 + sum(1 for x in pols if g(x) and g(x)["delta_nll"] < inf["delta_nll"])
+            rk = 1 + sum(1 for x in pols if g(x) and g(x)["kl"] < inf["kl"])
+            name = {"prefill": f"prefill C={c}", "decode": f"decode T={c}, every {p}",
+                    "repeat": f"repeat, context {c}"}[sc]
+            lines.append(f"| {name} | {pct(b)} | {inf['delta_nll']:+.3f} / {inf['kl']:.3f} | {ba[0]:+.3f} {ba[1]} | "
+                         f"{bk[0]:.3f} {bk[1]} | {al[0]:+.3f} {al[1]} | {rd}, {rk} of {len(pols)} |")
+    lines.append("")
+
+
 def headline(agg, lines, metric):
     what = {"delta_nll": "delta NLL", "kl": "mean KL(p_full || p)"}[metric]
     lines.append(f"## Headline ({what}): InfoKV against the best attention-only baseline\n")
@@ -147,7 +175,7 @@ def influence_section(inf, lines):
     for (pol, b), pts in data.items():
         cells = []
         for a, z in bands:
-            sel = [(kl, n) for d, kl, n, _ in pts if a <= d < z]
+            sel = [(kl, n) for d, kl, n, _ in pts if a <= d < z and n > 0]
             v = sum(kl * n for kl, n in sel) / sum(n for _, n in sel) if sel else float("nan")
             cells.append("-" if v != v else f"{v:.4f}")
             summary[(pol, b, a)] = v
@@ -291,6 +319,7 @@ def main():
         head = text.splitlines()[0] if text else ""
         wall = re.findall(r"wall time of the evaluation: .*", text) or re.findall(r"evaluation wall time: .*", text)
         lines.append(f"{head}\n\n{wall[-1] if wall else ''}\n")
+    summary(agg, lines)
     headline(agg, lines, "delta_nll")
     headline(agg, lines, "kl")
     inf_data = influence_section(inf, lines)

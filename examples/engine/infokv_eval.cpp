@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // infokv_eval: quality of every policy on a real model and real text, teacher-forced and
-// deterministic. Four scenarios (DESIGN.md §6):
+// deterministic. Four scenarios:
 //   prefill    a context of C tokens compressed once to a keep ratio, then NLL, KL(p_full || p)
 //              and top-1 agreement on the next tokens (the paper's long-prefill setting)
 //   decode     T tokens streamed in chunks of P, compressed after every chunk to a ratio of the
@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -83,7 +84,13 @@ void parallel_for(std::size_t n, std::size_t jobs, F&& f) {
     }
   };
   std::vector<std::thread> workers;
-  for (std::size_t j = 0; j < std::min(jobs, n); ++j) workers.emplace_back(work);
+  try {
+    for (std::size_t j = 0; j < std::min(jobs, n); ++j) workers.emplace_back(work);
+  } catch (...) {  // no thread: stop the started ones before reporting
+    next = n;
+    for (auto& w : workers) w.join();
+    throw;
+  }
   for (auto& w : workers) w.join();
   if (error) std::rethrow_exception(error);
 }
@@ -99,7 +106,7 @@ void parallel_for(std::size_t n, std::size_t jobs, F&& f) {
                "  --decode-tokens N  --periods 128,1024  --decode-budgets 0.25,0.125\n"
                "  --influence-prefix N  --influence-tokens N  --influence-budgets 0.2  --influence-policies LIST\n"
                "  --passage N  --gaps 1024,3840  --passkey-context N  --passkey-depths 0,0.25,0.5,0.75,1  --passkey-trials N\n"
-               "  --sinks N  --recent N  --seed S  --jobs N (default: the cores)\n");
+               "  --sinks N  --recent N  --chunk N (tokens per forward of the shared pass)  --seed S  --jobs N (default: the cores)\n");
   std::exit(1);
 }
 
@@ -257,6 +264,8 @@ options parse(int argc, char** argv) {
   for (const auto& s : o.scenarios)
     if (s != "prefill" && s != "decode" && s != "influence" && s != "retrieval") usage_error("unknown scenario '" + s + "'");
   if (o.windows == 0 || o.continuation < 2 || o.chunk == 0 || o.passage < 2) usage_error("sizes must be positive");
+  for (const auto& v : o.policies)
+    if (v.keep > 0.0) usage_error("keep=R applies to --influence-policies only ('" + v.label + "')");
   for (auto* list : {&o.policies, &o.influence_policies})
     for (auto& v : *list) {
       v.opt.sink_tokens = o.sinks;
@@ -292,8 +301,12 @@ class fanout_hook final : public engine::compression_hook {
   }
   [[nodiscard]] const infokv::eviction_event& last_event() const override { return none_; }
   [[nodiscard]] std::size_t state_bytes() const override { return 0; }
-  [[nodiscard]] const infokv::compress_config& config() const override { return hooks_.front()->config(); }
-  [[nodiscard]] std::unique_ptr<engine::compression_hook> clone_with(const infokv::compress_config&) const override {
+  [[nodiscard]] const infokv::compress_config& config() const override {
+    if (hooks_.empty()) throw std::logic_error("an empty fan-out has no configuration");
+    return hooks_.front()->config();
+  }
+  [[nodiscard]] std::unique_ptr<engine::compression_hook> clone_with_budgets(const infokv::budget&,
+                                                                             const infokv::budget&) const override {
     throw std::logic_error("a fan-out is not cloned; clone its hooks");
   }
   [[nodiscard]] const engine::compression_hook& hook(std::size_t i) const { return *hooks_[i]; }
@@ -378,13 +391,32 @@ class evaluator {
     }
     std::sort(contexts.begin(), contexts.end());
     contexts.erase(std::unique(contexts.begin(), contexts.end()), contexts.end());
+    if (o_.wants("prefill") && contexts.empty()) usage_error("--contexts is empty");
+    if (o_.wants("influence") && (o_.influence_prefix < o_.sinks + o_.recent + 64 || o_.influence_prefix + 2 > ctx))
+      usage_error("--influence-prefix must exceed the protected tokens and leave room in the context");
     const std::size_t inf_tokens = o_.influence_tokens == 0 ? ctx - o_.influence_prefix : o_.influence_tokens;
-    if (o_.wants("influence") && o_.influence_prefix + inf_tokens > ctx) usage_error("influence prefix + tokens exceed the context");
+    if (o_.wants("influence") && (inf_tokens < 2 || o_.influence_prefix + inf_tokens > ctx))
+      usage_error("influence prefix + tokens exceed the context");
     if (o_.wants("decode") && o_.decode_tokens > ctx) usage_error("--decode-tokens exceeds the model's context");
+    if (o_.wants("decode") &&
+        (o_.periods.empty() || *std::max_element(o_.periods.begin(), o_.periods.end()) + 1 >= o_.decode_tokens ||
+         *std::min_element(o_.periods.begin(), o_.periods.end()) == 0))
+      usage_error("--periods must be positive and the longest below --decode-tokens - 1 (rows after it are scored)");
     std::size_t region = 0;
     if (o_.wants("prefill")) region = std::max(region, contexts.back() + o_.continuation);
     if (o_.wants("influence")) region = std::max(region, o_.influence_prefix + inf_tokens);
     if (o_.wants("decode")) region = std::max(region, o_.decode_tokens);
+    // Everything that could fail late is checked before the first forward pass.
+    std::size_t needed = o_.offset + (o_.wants("prefill") ? o_.windows : 1) * region;
+    if (o_.wants("retrieval")) {
+      const std::size_t gmax = *std::max_element(o_.gaps.begin(), o_.gaps.end());
+      if (o_.passage + gmax + o_.passage > ctx) usage_error("passage + gap + passage exceeds the model's context");
+      if (o_.passkey_context + 16 > ctx) usage_error("--passkey-context leaves no room for the answer in the context");
+      needed += o_.passage + gmax + o_.passkey_context;
+    }
+    if (needed > ids_.size())
+      throw std::runtime_error("the text has " + std::to_string(ids_.size()) + " tokens; the evaluation needs " +
+                               std::to_string(needed) + " (lower --windows, --offset or the sizes)");
     std::size_t used = o_.offset;
     for (std::size_t w = 0; w < (o_.wants("prefill") ? o_.windows : 1) && region > 0; ++w) {
       const tokens a = take(used, region);
@@ -451,10 +483,9 @@ class evaluator {
   [[nodiscard]] std::unique_ptr<engine::session> compressed_copy(const engine::session& full, const fanout_hook& fan,
                                                                  std::size_t i, const variant& v, double budget,
                                                                  std::size_t C, double& kept, double& lib_s) const {
-    infokv::compress_config cfg = fan.hook(i).config();
-    cfg.prefill_budget = infokv::budget::of_ratio(budget);
+    const engine::compression_hook& h = fan.hook(i);
     auto s = std::make_unique<engine::session>(m_, fan.cache_for(v.opt.granularity, full.cache()), C,
-                                               fan.hook(i).clone_with(cfg));
+                                               h.clone_with_budgets(h.config().decode_budget, infokv::budget::of_ratio(budget)));
     s->compress_now();
     kept = static_cast<double>(s->cache().tokens_held()) / static_cast<double>(s->cache().num_streams() * C);
     lib_s = s->stats().library_seconds;
@@ -499,7 +530,8 @@ class evaluator {
     }
     engine::session again(m_, full.cache(), C, nullptr);
     const auto& after = again.forward(cont, engine::step_kind::decode, true);
-    if (after.rows() != before.rows() || !std::equal(after.data(), after.data() + after.size(), before.data()))
+    if (after.rows() != before.rows() ||
+        std::memcmp(after.data(), before.data(), static_cast<std::size_t>(after.size()) * sizeof(float)) != 0)
       throw std::logic_error("the full cache's logits changed after the compressed runs");
   }
 
@@ -576,7 +608,7 @@ class evaluator {
     parallel_for(runs.size(), o_.jobs, [&](std::size_t k) {
       auto& s = *runs[k].second;
       auto& per_bin = per_run[k];
-      per_bin.resize((inf_tokens + bin - 1) / bin);
+      per_bin.resize((inf_tokens - 1 + bin - 1) / bin);  // predictions cover offsets 0 .. inf_tokens - 2
       std::size_t t0 = N;
       for (const std::size_t t1 : bounds) {
         if (t1 <= N) continue;
@@ -797,8 +829,10 @@ int main(int argc, char** argv) {
     } catch (const engine::tokenizer_error& e) {
       throw std::runtime_error("'" + o.text + "' is not valid UTF-8: " + e.what());
     }
-    std::printf("model: %s (%zu layers, context %zu); text: %s (%zu tokens)\n", o.model.c_str(), model.config.layers,
-                model.config.context, o.text.c_str(), ids.size());
+    // File names only: the log is meant to be committed with the results.
+    std::printf("model: %s (%zu layers, context %zu); text: %s (%zu tokens)\n",
+                std::filesystem::path(o.model).filename().string().c_str(), model.config.layers, model.config.context,
+                std::filesystem::path(o.text).filename().string().c_str(), ids.size());
     evaluator(o, model, tok, std::move(ids)).run();
     std::printf("evaluation wall time: %.1f s\n", seconds_since(t));
     return 0;

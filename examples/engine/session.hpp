@@ -47,9 +47,11 @@ class compression_hook {
   [[nodiscard]] virtual const infokv::eviction_event& last_event() const = 0;
   [[nodiscard]] virtual std::size_t state_bytes() const = 0;
   [[nodiscard]] virtual const infokv::compress_config& config() const = 0;
-  /// The same policy and the sequence state observed so far, under another configuration (e.g.
-  /// another budget): one observed prefill, evicted to several budgets.
-  [[nodiscard]] virtual std::unique_ptr<compression_hook> clone_with(const infokv::compress_config& cfg) const = 0;
+  /// The same policy, configuration and sequence state observed so far, with other budgets: one
+  /// observed prefill, evicted to several budgets. Only the budgets change: the state was sized
+  /// for the rest of the configuration (capacity, granularity, schedule).
+  [[nodiscard]] virtual std::unique_ptr<compression_hook> clone_with_budgets(const infokv::budget& decode,
+                                                                             const infokv::budget& prefill) const = 0;
 };
 
 template <class Policy>
@@ -73,10 +75,12 @@ class policy_hook final : public compression_hook {
   [[nodiscard]] const infokv::eviction_event& last_event() const override { return state_.last_event(); }
   [[nodiscard]] std::size_t state_bytes() const override { return state_.memory_bytes(); }
   [[nodiscard]] const infokv::compress_config& config() const override { return comp_.config(); }
-  [[nodiscard]] std::unique_ptr<compression_hook> clone_with(const infokv::compress_config& cfg) const override {
+  [[nodiscard]] std::unique_ptr<compression_hook> clone_with_budgets(const infokv::budget& decode,
+                                                                     const infokv::budget& prefill) const override {
+    infokv::compress_config cfg = comp_.config();
+    cfg.decode_budget = decode;
+    cfg.prefill_budget = prefill;
     auto copy = std::make_unique<policy_hook>(comp_.policy(), cfg, comp_.shape());
-    if (cfg.capacity != comp_.config().capacity || cfg.granularity != comp_.config().granularity)
-      throw std::invalid_argument("clone_with: the state needs the same capacity and granularity");
     copy->state_ = state_;
     return copy;
   }

@@ -4,7 +4,8 @@
 #   1. the full cache's NLL equals the engine's perplexity run over the same tokens (same batches);
 #   2. InfoKV with alpha = 1 reproduces SnapKV's numbers exactly, in every scenario;
 #   3. compressing never changes the full-cache rows (a run with other policies gives the same
-#      full rows; infokv_eval itself also re-checks the full logits after each comparison).
+#      full rows; infokv_eval itself also recomputes the full logits after each prefill and
+#      repeat comparison and stops if one bit changed).
 # usage: eval_subset.sh ENGINE EVAL MODEL TEXT WORKDIR
 set -euo pipefail
 engine=$1 eval=$2 model=$3 text=$4 work=$5
@@ -61,6 +62,7 @@ cols = ["nll_full", "nll", "kl", "top1", "predictions"]
 check(all(full_a[c] == full_b[c] for c in cols), "the full-cache row is the same whichever policies ran beside it")
 for r in qa + qb:
     if r["policy"] != "full":
-        check(float(r["kl"]) >= 0.0 and 0.0 <= float(r["top1"]) <= 1.0, f"{r['scenario']} {r['policy']}: KL >= 0, top-1 in [0, 1]")
+        # KL >= 0 up to float rounding of the stored probabilities
+        check(float(r["kl"]) >= -1e-9 and 0.0 <= float(r["top1"]) <= 1.0, f"{r['scenario']} {r['policy']}: KL >= 0, top-1 in [0, 1]")
 sys.exit(1 if failures else 0)
 PY
