@@ -61,6 +61,16 @@ def policies_of(agg, scenario):
     return seen
 
 
+def infokv_settings(agg):
+    """(scenario, context, period, budget, lookup, compressed policies) for every setting InfoKV ran in."""
+    for sc in ("prefill", "decode", "repeat"):
+        pols = policies_of(agg, sc)
+        for (c, p, b) in settings(agg, sc):
+            get = (lambda sc, c, p, b: lambda pol: agg.get((sc, c, p, b, pol)))(sc, c, p, b)
+            if get("infokv") is not None:
+                yield sc, c, p, b, get, pols
+
+
 def summary(agg, lines):
     """One row per setting: InfoKV against the best attention-only baseline by each metric."""
     lines.append("## Summary: InfoKV against the best attention-only baseline\n")
@@ -70,22 +80,17 @@ def summary(agg, lines):
     lines.append("| setting | budget | InfoKV dNLL / KL | best attention-only dNLL | best attention-only KL | "
                  "best of all (dNLL) | InfoKV rank (dNLL, KL) |")
     lines.append("|---|---|---|---|---|---|---|")
-    for sc in ("prefill", "decode", "repeat"):
-        pols = policies_of(agg, sc)
-        for (c, p, b) in settings(agg, sc):
-            g = lambda x: agg.get((sc, c, p, b, x))
-            inf = g("infokv")
-            if inf is None:
-                continue
-            ba = min(((g(x)["delta_nll"], x) for x in ATTENTION_ONLY if g(x)), default=(float("nan"), "-"))
-            bk = min(((g(x)["kl"], x) for x in ATTENTION_ONLY if g(x)), default=(float("nan"), "-"))
-            al = min((g(x)["delta_nll"], x) for x in pols if g(x))
-            rd = 1 + sum(1 for x in pols if g(x) and g(x)["delta_nll"] < inf["delta_nll"])
-            rk = 1 + sum(1 for x in pols if g(x) and g(x)["kl"] < inf["kl"])
-            name = {"prefill": f"prefill C={c}", "decode": f"decode T={c}, every {p}",
-                    "repeat": f"repeat, context {c}"}[sc]
-            lines.append(f"| {name} | {pct(b)} | {inf['delta_nll']:+.3f} / {inf['kl']:.3f} | {ba[0]:+.3f} {ba[1]} | "
-                         f"{bk[0]:.3f} {bk[1]} | {al[0]:+.3f} {al[1]} | {rd}, {rk} of {len(pols)} |")
+    for sc, c, p, b, g, pols in infokv_settings(agg):
+        inf = g("infokv")
+        ba = min(((g(x)["delta_nll"], x) for x in ATTENTION_ONLY if g(x)), default=(float("nan"), "-"))
+        bk = min(((g(x)["kl"], x) for x in ATTENTION_ONLY if g(x)), default=(float("nan"), "-"))
+        al = min((g(x)["delta_nll"], x) for x in pols if g(x))
+        rd = 1 + sum(1 for x in pols if g(x) and g(x)["delta_nll"] < inf["delta_nll"])
+        rk = 1 + sum(1 for x in pols if g(x) and g(x)["kl"] < inf["kl"])
+        name = {"prefill": f"prefill C={c}", "decode": f"decode T={c}, every {p}",
+                "repeat": f"repeat, context {c}"}[sc]
+        lines.append(f"| {name} | {pct(b)} | {inf['delta_nll']:+.3f} / {inf['kl']:.3f} | {ba[0]:+.3f} {ba[1]} | "
+                     f"{bk[0]:.3f} {bk[1]} | {al[0]:+.3f} {al[1]} | {rd}, {rk} of {len(pols)} |")
     lines.append("")
 
 
@@ -100,23 +105,18 @@ def headline(agg, lines, metric):
     lines.append("| scenario | setting | budget | InfoKV | InfoKV adaptive | best attention-only | "
                  "InfoKV - best attention-only | best of all | InfoKV rank |")
     lines.append("|---|---|---|---|---|---|---|---|---|")
-    for scenario in ("prefill", "decode", "repeat"):
-        pols = policies_of(agg, scenario)
-        for (c, p, b) in settings(agg, scenario):
-            get = lambda pol: agg.get((scenario, c, p, b, pol))
-            if get("infokv") is None:
-                continue
-            att = [(get(x)[metric], x) for x in ATTENTION_ONLY if get(x)]
-            allp = sorted((get(x)[metric], x) for x in pols if get(x))
-            best_att = min(att) if att else (float("nan"), "-")
-            inf = get("infokv")[metric]
-            ada = get("infokv-adaptive")[metric] if get("infokv-adaptive") else float("nan")
-            rank = 1 + sum(1 for v, _ in allp if v < inf)
-            setting = f"C={c}" if scenario == "prefill" else (f"T={c}, every {p}" if scenario == "decode"
-                                                               else f"passage+gap {c}")
-            lines.append(f"| {scenario} | {setting} | {pct(b)} | {inf:+.4f} | {ada:+.4f} | {best_att[1]} "
-                         f"{best_att[0]:+.4f} | {inf - best_att[0]:+.4f} | {allp[0][1]} {allp[0][0]:+.4f} | "
-                         f"{rank}/{len(allp)} |")
+    for scenario, c, p, b, get, pols in infokv_settings(agg):
+        att = [(get(x)[metric], x) for x in ATTENTION_ONLY if get(x)]
+        allp = sorted((get(x)[metric], x) for x in pols if get(x))
+        best_att = min(att) if att else (float("nan"), "-")
+        inf = get("infokv")[metric]
+        ada = get("infokv-adaptive")[metric] if get("infokv-adaptive") else float("nan")
+        rank = 1 + sum(1 for v, _ in allp if v < inf)
+        setting = f"C={c}" if scenario == "prefill" else (f"T={c}, every {p}" if scenario == "decode"
+                                                           else f"passage+gap {c}")
+        lines.append(f"| {scenario} | {setting} | {pct(b)} | {inf:+.4f} | {ada:+.4f} | {best_att[1]} "
+                     f"{best_att[0]:+.4f} | {inf - best_att[0]:+.4f} | {allp[0][1]} {allp[0][0]:+.4f} | "
+                     f"{rank}/{len(allp)} |")
     lines.append("")
 
 
