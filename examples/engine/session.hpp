@@ -104,20 +104,14 @@ class session {
   session(const llama_model& m, infokv::stream_granularity g, std::size_t page_size, std::size_t max_tokens,
           std::unique_ptr<compression_hook> hook)
       : m_(m), c_(m.config), cache_(m.config, g, page_size, max_tokens), hook_(std::move(hook)) {
-    inv_freq_.resize(c_.head_dim / 2);
-    for (std::size_t i = 0; i < c_.head_dim / 2; ++i)
-      inv_freq_[i] = std::pow(c_.rope_theta, -2.0 * static_cast<double>(i) / static_cast<double>(c_.head_dim));
-    if (hook_) needs_ = hook_->required();
+    init();
   }
 
   /// A session over a copy of `cache` (the model's, holding tokens at positions [0, position))
   /// with its own hook: continues a shared prefix under several policies.
   session(const llama_model& m, cache_type cache, std::size_t position, std::unique_ptr<compression_hook> hook)
       : m_(m), c_(m.config), cache_(std::move(cache)), hook_(std::move(hook)), next_pos_(position) {
-    inv_freq_.resize(c_.head_dim / 2);
-    for (std::size_t i = 0; i < c_.head_dim / 2; ++i)
-      inv_freq_[i] = std::pow(c_.rope_theta, -2.0 * static_cast<double>(i) / static_cast<double>(c_.head_dim));
-    if (hook_) needs_ = hook_->required();
+    init();
   }
 
   /// Replaces the hook (null: no compression from now on).
@@ -231,6 +225,13 @@ class session {
   [[nodiscard]] const compression_hook* hook() const noexcept { return hook_.get(); }
 
  private:
+  // RoPE frequencies and the signals the hook asks for (both constructors).
+  void init() {
+    inv_freq_.resize(c_.head_dim / 2);
+    for (std::size_t i = 0; i < c_.head_dim / 2; ++i)
+      inv_freq_[i] = std::pow(c_.rope_theta, -2.0 * static_cast<double>(i) / static_cast<double>(c_.head_dim));
+    if (hook_) needs_ = hook_->required();
+  }
   void finish(const infokv::status& st) {
     if (!st.ok())
       throw std::runtime_error("infokv: " + std::string(st.message()) + " (detail " + std::to_string(st.detail()) + ")");
