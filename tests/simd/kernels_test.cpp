@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include "../support/isa_list.hpp"
 #include "../support/test_cache.hpp"
 #include "infokv/infokv.hpp"
 #include "infokv/simd/kernels.hpp"
@@ -19,23 +20,8 @@ namespace {
 namespace simd = infokv::simd;
 using simd::scalar_t;
 
-struct IsaName {
-  template <class Isa>
-  static std::string GetName(int) {
-    if constexpr (std::is_same_v<Isa, simd::scalar_t>) return "Scalar";
-    if constexpr (std::is_same_v<Isa, simd::avx2_t>) return "Avx2";
-    if constexpr (std::is_same_v<Isa, simd::avx512_t>) return "Avx512";
-    return "Other";
-  }
-};
-
 template <class Isa>
-class KernelTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (!simd::cpu_supports(Isa{})) GTEST_SKIP() << "ISA not supported by this CPU";
-  }
-
+class KernelTest : public infokv_test::isa_test<Isa> {
  public:
   std::mt19937 rng{12345};
   std::vector<float> normal(std::size_t n, float sd = 1.0f) {
@@ -45,12 +31,7 @@ class KernelTest : public ::testing::Test {
     return v;
   }
 };
-#if defined(__x86_64__) || defined(__i386__)
-using Isas = ::testing::Types<simd::scalar_t, simd::avx2_t, simd::avx512_t>;
-#else
-using Isas = ::testing::Types<simd::scalar_t>;
-#endif
-TYPED_TEST_SUITE(KernelTest, Isas, IsaName);
+TYPED_TEST_SUITE(KernelTest, infokv_test::all_isas, infokv_test::isa_name);
 
 constexpr std::size_t kLengths[] = {0, 1, 7, 8, 15, 16, 17, 31, 32, 33, 64, 127, 128, 129, 1000};
 
