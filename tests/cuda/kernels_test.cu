@@ -331,6 +331,132 @@ TEST(CudaSelect, TopKMatchesTheHostOrderExactly) {
   }
 }
 
+// Length sweeps of the tiled kernels (tests/sweep/ does the same for the CPU kernels): every
+// stream length through three 128-key tiles and a bit, in one batch, with 66 query rows (two
+// 64-row tiles), plus random lengths to 32K; every row must also sum to 1.
+TEST(CudaSweep, WindowAttentionEveryLengthThroughThreeTiles) {
+  INFOKV_REQUIRE_GPU();
+  using T = infokv::bfloat16;
+  using L = infokv::layout_nhd;
+  std::vector<std::size_t> tokens;
+  for (std::size_t n = 1; n <= 3 * 128 + 9; ++n) tokens.push_back(n);
+  std::mt19937 rng(11);
+  std::uniform_int_distribution<std::size_t> U(400, 32768);
+  for (int i = 0; i < 4; ++i) tokens.push_back(U(rng));
+  cache_shape shape;
+  shape.layers = 1;
+  shape.head_dim = 40;  // not a multiple of the 32-wide slice
+  shape.granularity = stream_granularity::per_sequence;
+  std::size_t pages = 0, max_tokens = 0;
+  for (std::size_t n : tokens) {
+    pages += (n + shape.page_size - 1) / shape.page_size;
+    max_tokens = std::max(max_tokens, n);
+  }
+  shape.pool_pages = pages + 8;
+  auto host = make_cache<T, L>(shape, tokens, 13);
+  device_cache<T> dev(host);
+  const auto view = dev.template view<L>();
+  const std::size_t W = 22, Hq = shape.q_heads, D = shape.head_dim, H = view.heads_per_page(), B = tokens.size();
+  std::vector<std::int32_t> streams(B), qpos(B * W);
+  std::iota(streams.begin(), streams.end(), 0);
+  for (std::size_t b = 0; b < B; ++b)
+    for (std::size_t t = 0; t < W; ++t) qpos[b * W + t] = static_cast<std::int32_t>(tokens[b] - 1 - t % tokens[b]);
+  std::normal_distribution<float> N(0.0f, 2.0f);
+  std::vector<float> q(B * W * Hq * D);
+  for (auto& x : q) x = N(rng);
+  device_buffer<std::int32_t> d_streams(streams), d_qpos(qpos);
+  device_buffer<float> d_q(q), d_scores(B * H * max_tokens);
+  infokv::cuda::window_attention_args a;
+  a.streams = d_streams.get();
+  a.batch = B;
+  a.queries = d_q.get();
+  a.query_positions = d_qpos.get();
+  a.window = W;
+  a.num_q_heads = Hq;
+  a.max_tokens = max_tokens;
+  a.scores = d_scores.get();
+  device_buffer<char> ws(infokv::cuda::window_attention_workspace_bytes(view, a));
+  ASSERT_TRUE(infokv::cuda::window_attention(view, a, {ws.get(), ws.size()}, nullptr).ok());
+  INFOKV_CUDA_OK(cudaDeviceSynchronize());
+  const auto got = d_scores.download();
+  for (std::size_t b = 0; b < B; ++b) {
+    const auto want = window_attention_oracle<T, L>(host, b, 0, q.data() + b * W * Hq * D, qpos.data() + b * W, W, Hq);
+    const std::size_t len = tokens[b];
+    for (std::size_t h = 0; h < H; ++h) {
+      double total = 0.0;
+      for (std::size_t i = 0; i < len; ++i) {
+        const float g = got[(b * H + h) * max_tokens + i], w = want[h * len + i];
+        ASSERT_NEAR(g, w, 1e-7 + 2e-4 * std::fabs(w)) << "length " << len << " head " << h << " key " << i;
+        total += g;
+      }
+      ASSERT_NEAR(total, 1.0, 1e-4) << "length " << len << " head " << h;
+    }
+  }
+}
+
+// The split entropy path cuts rows into 8,192-value chunks: every vocabulary size through three
+// chunks and a bit (one launch per size, one buffer), k = 1 and 256, against the oracle.
+TEST(CudaSweep, TopKEntropyEveryVocabularySizeThroughThreeChunks) {
+  INFOKV_REQUIRE_GPU();
+  constexpr std::size_t kEnd = 3 * infokv::cuda::detail::entropy_chunk + 300;
+  std::mt19937 rng(17);
+  std::normal_distribution<float> N(0.0f, 3.0f);
+  std::vector<float> row(kEnd);
+  for (auto& x : row) x = N(rng);
+  device_buffer<float> d_row(row), d_out(1);
+  device_buffer<char> ws(std::max(infokv::cuda::top_k_entropy_workspace_bytes(1, kEnd, 256),
+                                  infokv::cuda::top_k_entropy_workspace_bytes(1, kEnd, 1)));
+  for (std::size_t n = 1; n <= kEnd; ++n) {
+    for (const std::size_t k : {std::size_t{1}, std::size_t{256}}) {
+      ASSERT_LE(infokv::cuda::top_k_entropy_workspace_bytes(1, n, k), ws.size());
+      ASSERT_TRUE(infokv::cuda::top_k_entropy(d_row.get(), 1, n, n, k, d_out.get(), {ws.get(), ws.size()}, nullptr).ok());
+      INFOKV_CUDA_OK(cudaDeviceSynchronize());
+      const float got = d_out.download()[0], want = top_k_entropy_oracle(row.data(), n, k);
+      ASSERT_NEAR(got, want, 2e-6 + 2e-5 * want) << "vocabulary " << n << " k " << k;
+    }
+  }
+}
+
+// Selection over every row length through three 1,024-thread blocks and a bit, in one launch.
+TEST(CudaSweep, TopKSelectionEveryLength) {
+  INFOKV_REQUIRE_GPU();
+  constexpr std::size_t ld = 3 * 1024 + 20;
+  const std::size_t R = ld;
+  std::mt19937 rng(19);
+  std::normal_distribution<float> N(0.0f, 1.0f);
+  std::vector<float> scores(R * ld, 0.0f);
+  std::vector<std::int32_t> pos(R * ld, 0), lengths(R), keeps(R);
+  for (std::size_t r = 0; r < R; ++r) {
+    const std::size_t n = r + 1;
+    lengths[r] = static_cast<std::int32_t>(n);
+    keeps[r] = static_cast<std::int32_t>(r % 3 == 0 ? n / 3 : r % 3 == 1 ? n / 2 + 1 : (n > 1 ? n - 1 : 1));
+    std::vector<std::int32_t> perm(n);
+    std::iota(perm.begin(), perm.end(), 0);
+    std::shuffle(perm.begin(), perm.end(), rng);
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto u = rng() % 20;
+      scores[r * ld + i] = u == 0 ? std::numeric_limits<float>::quiet_NaN() : u < 4 ? static_cast<float>(u) : N(rng);
+      pos[r * ld + i] = perm[i];
+    }
+  }
+  device_buffer<float> d_s(scores);
+  device_buffer<std::int32_t> d_p(pos), d_len(lengths), d_k(keeps), d_kept(R);
+  device_buffer<std::uint32_t> d_keep(R * ld);
+  infokv::cuda::select_args a{d_s.get(), d_p.get(), d_len.get(), d_k.get(), R, ld, d_keep.get(), d_kept.get()};
+  ASSERT_TRUE(infokv::cuda::select_top_k(a, nullptr).ok());
+  INFOKV_CUDA_OK(cudaDeviceSynchronize());
+  const auto keep = d_keep.download();
+  const auto kept = d_kept.download();
+  for (std::size_t r = 0; r < R; ++r) {
+    const std::size_t n = r + 1;
+    const auto want = select_oracle(scores.data() + r * ld, pos.data() + r * ld, n, static_cast<std::size_t>(keeps[r]));
+    ASSERT_EQ(static_cast<std::size_t>(kept[r]), want.size()) << "length " << n;
+    const std::vector<std::uint32_t> got(keep.begin() + static_cast<std::ptrdiff_t>(r * ld),
+                                         keep.begin() + static_cast<std::ptrdiff_t>(r * ld + want.size()));
+    ASSERT_EQ(got, want) << "length " << n;
+  }
+}
+
 // Argument checks happen on the host before anything is enqueued: no device needed.
 TEST(CudaLaunchers, RejectBadArgumentsBeforeEnqueueing) {
   using V = infokv::paged_kv_cache_view<infokv::half, infokv::layout_nhd>;

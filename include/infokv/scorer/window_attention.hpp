@@ -82,12 +82,15 @@ template <class View, class Isa>
 
 /// Window attention as GEMM, key-major: S^T = K Q^T with the M = G x (used window queries)
 /// query rows pre-scaled by 1/sqrt(D) and packed once into 32-column panels, and the keys read
-/// once, 12 at a time, converted to float in L1 and multiplied against every panel. Logits are
-/// kept per chunk of keys with each column's chunk maximum; exp is taken per chunk while it is in
-/// cache; the global softmax normalisation is folded into one factor per (chunk, column), and
-/// the window / group mean of key i is one dot product of its row with its chunk's factors.
+/// once, up to 12 at a time, converted to float in L1 and multiplied against every panel. Logits
+/// are kept per chunk of keys with each column's chunk maximum; exp is taken per chunk while it
+/// is in cache; the global softmax normalisation is folded into one factor per (chunk, column),
+/// and the window / group mean of key i is one dot product of its row with its chunk's factors.
 /// Keys newer than a query are masked for that query. Same result as the reference with
 /// mean_of_probabilities over all keys, up to float rounding.
+///
+/// Every key block lies inside its chunk and every chunk inside [0, T): the GEMM writes exactly
+/// the logit rows of the keys it was given, whatever T, the chunk and the block sizes are.
 template <class View, class Isa>
 [[nodiscard]] status window_attention_mean_gemm(const layer_context<View, Isa>& ctx, std::size_t head,
                                                 std::size_t num_queries, float* row) noexcept {
@@ -106,16 +109,18 @@ template <class View, class Isa>
   std::size_t used = 0;
   for (std::size_t t = 0; t < ctx.window_count; ++t) used += used_query(t);
   const std::size_t M = used * G;
-  const std::size_t Mp = (M + simd::panel_width - 1) / simd::panel_width * simd::panel_width;
-  const std::size_t rows_pad = (T + attention_key_block - 1) / attention_key_block * attention_key_block;
-  const std::size_t chunks = (T + attention_key_chunk - 1) / attention_key_chunk;
-  float* qp = ctx.scratch.data();          // [Mp / 32][D][32] packed queries
-  float* qpos = qp + Mp * D;               // [Mp] query position per column (bit-stored int32)
-  float* kbuf = qpos + Mp;                 // [12][D] keys as float
-  float* e = kbuf + attention_key_block * D;  // [rows_pad][Mp] logits, then exp per chunk
-  float* cmax = e + rows_pad * Mp;         // [chunks][Mp]
-  float* csum = cmax + chunks * Mp;        // [chunks][Mp]
-  float* factor = csum + chunks * Mp;      // [Mp]
+  const auto lay = window_attention_scratch::of(T, D, M);
+  INFOKV_ASSERT(lay.end <= ctx.scratch.size(), "scratch is smaller than the window-attention layout");
+  const std::size_t Mp = lay.mp, chunks = lay.chunks;
+  float* const base = ctx.scratch.data();
+  float* qp = base + lay.queries;
+  float* qpos = base + lay.query_pos;
+  float* kbuf = base + lay.key_block;
+  float* e = base + lay.logits;
+  float* cmax = base + lay.chunk_max;
+  float* csum = base + lay.chunk_sum;
+  float* gmax = base + lay.row_max;
+  float* gsum = base + lay.row_sum;
   // Pack the query rows: column r = (query u, head g) -> panel r / 32, lane r % 32.
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   const std::size_t q_first = (ctx.kv_head_offset + head) * G;
@@ -134,10 +139,9 @@ template <class View, class Isa>
   for (std::size_t c = 0; c < chunks; ++c) {
     const std::size_t i0 = c * attention_key_chunk, i1 = std::min(T, i0 + attention_key_chunk);
     for (std::size_t b = i0; b < i1; b += attention_key_block) {
-      const std::size_t nb = std::min(attention_key_block, T - b);
+      const std::size_t nb = std::min(attention_key_block, i1 - b);
       for (std::size_t j = 0; j < nb; ++j) simd::to_float_row(Isa{}, ctx.kv.key(b + j, head), kbuf + j * D, D);
-      std::fill(kbuf + nb * D, kbuf + attention_key_block * D, 0.0f);
-      simd::gemm_packed(Isa{}, kbuf, attention_key_block, D, qp, Mp, D, e + b * Mp, Mp);
+      simd::gemm_packed(Isa{}, kbuf, nb, D, qp, Mp, D, e + b * Mp, Mp);  // rows b .. b + nb - 1 only
     }
     // Causal mask: only keys newer than the oldest used query can be masked.
     for (std::size_t i = i0; i < i1; ++i) {
@@ -151,7 +155,7 @@ template <class View, class Isa>
     std::fill(csum + c * Mp, csum + (c + 1) * Mp, 0.0f);
     simd::exp_sub_rows(Isa{}, e + i0 * Mp, i1 - i0, Mp, Mp, m, csum + c * Mp);
   }
-  // Global max and sum per column, then each chunk's factor exp(m_c - m) / l / M.
+  // Global max and sum per column.
   for (std::size_t r = 0; r < Mp; ++r) {
     float gm = ninf;
     for (std::size_t c = 0; c < chunks; ++c) gm = std::max(gm, cmax[c * Mp + r]);
@@ -159,17 +163,17 @@ template <class View, class Isa>
     if (gm != ninf)
       for (std::size_t c = 0; c < chunks; ++c)
         if (cmax[c * Mp + r] != ninf) l += static_cast<double>(csum[c * Mp + r]) * std::exp(static_cast<double>(cmax[c * Mp + r] - gm));
-    factor[r] = gm;  // the global max, kept while the per-chunk factors are formed
-    csum[r] = static_cast<float>(l);  // chunk 0's sum is no longer needed once read above
+    gmax[r] = gm;
+    gsum[r] = static_cast<float>(l);
   }
-  // Per chunk factors, stored over cmax.
+  // Each chunk's factor exp(m_c - m) / l / M, stored over its maximum.
   const float inv_m = 1.0f / static_cast<float>(M);
   for (std::size_t c = 0; c < chunks; ++c)
     for (std::size_t r = 0; r < Mp; ++r) {
       const float mc = cmax[c * Mp + r];
-      cmax[c * Mp + r] = (r >= M || mc == ninf || csum[r] <= 0.0f)
+      cmax[c * Mp + r] = (r >= M || mc == ninf || gsum[r] <= 0.0f)
                              ? 0.0f
-                             : static_cast<float>(std::exp(static_cast<double>(mc - factor[r])) / csum[r]) * inv_m;
+                             : static_cast<float>(std::exp(static_cast<double>(mc - gmax[r])) / gsum[r]) * inv_m;
     }
   for (std::size_t i = 0; i < T; ++i)
     row[i] = simd::dot(Isa{}, e + i * Mp, cmax + (i / attention_key_chunk) * Mp, Mp);
