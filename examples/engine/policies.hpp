@@ -51,9 +51,13 @@ struct inverted_policy {
   }
 };
 
-/// The library configuration for `o`; `capacity`: the most tokens a stream may hold.
-[[nodiscard]] inline infokv::compress_config make_config(const compression_options& o, std::size_t capacity) {
+/// The library configuration for `o` on model `c`; `capacity`: the most tokens a stream may hold.
+[[nodiscard]] inline infokv::compress_config make_config(const compression_options& o, const llama_config& c,
+                                                         std::size_t capacity) {
   infokv::compress_config cfg;
+  // The engine's RoPE, as session::rope applies it: the file's theta, adjacent pairs (the GGUF
+  // Llama weights are permuted for that pairing).
+  cfg.rope = {c.rope_theta, infokv::rope_pairing::adjacent};
   cfg.granularity = o.granularity;
   cfg.decode_budget = infokv::budget::of_ratio(o.decode_ratio);
   cfg.prefill_budget = infokv::budget::of_ratio(o.prefill_ratio);
@@ -86,7 +90,7 @@ struct inverted_policy {
 [[nodiscard]] inline std::unique_ptr<compression_hook> make_hook(const compression_options& o, const llama_config& c,
                                                                  std::size_t capacity) {
   if (o.policy == "none") return nullptr;
-  const infokv::compress_config cfg = make_config(o, capacity);
+  const infokv::compress_config cfg = make_config(o, c, capacity);
   const auto shape = shape_of(c);
   const auto hook = [&](const auto& policy) -> std::unique_ptr<compression_hook> {
     using policy_type = std::decay_t<decltype(policy)>;

@@ -53,7 +53,7 @@ struct compress_config {
   schedule_params schedule{};
   apply_mode apply = apply_mode::in_place;
   std::size_t capacity = 0;         // most tokens a stream can hold between evictions
-  rope_params rope{};
+  rope_params rope{};               // the engine's RoPE; required by policies that rotate (needs().rope)
 };
 
 /// `Isa` picks the kernels at compile time (simd::native_isa follows the build's -m flags).
@@ -100,6 +100,7 @@ class compressor {
     if (n.evolution && shape_.hidden_size == 0) return errc::shape_mismatch;
     if (n.window > config_.capacity) return errc::invalid_config;
     if (n.query_stats && shape_.head_dim % 2 != 0) return errc::shape_mismatch;
+    if (n.rope && !config_.rope.stated()) return errc::rope_not_stated;
     const auto sched = effective_schedule();
     if (sched == budget_schedule::adakv) {
       if (config_.granularity != stream_granularity::per_layer_head) return errc::unsupported_granularity;

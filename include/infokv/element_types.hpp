@@ -29,6 +29,18 @@ template <class T>
 inline constexpr bool is_kv_element_v =
     std::is_same_v<T, float> || std::is_same_v<T, half> || std::is_same_v<T, bfloat16>;
 
+/// Every view instantiates this: a pool of any other element type (another 2-byte float such as
+/// _Float16 or a host __half, an integer, a quantized block) stops the build here, instead of
+/// being read as bfloat16 by the SIMD loaders or converted implicitly by the scalar ones.
+template <class T>
+struct require_kv_element {
+  static_assert(is_kv_element_v<T>,
+                "infokv: a KV pool holds float, infokv::half or infokv::bfloat16, the types the kernels decode. "
+                "View a __half / Eigen::half / _Float16 pool as infokv::half and a __nv_bfloat16 / Eigen::bfloat16 "
+                "pool as infokv::bfloat16 (same bits); quantized caches are not supported.");
+  static constexpr bool value = true;
+};
+
 INFOKV_HOST_DEVICE constexpr float to_float(float x) noexcept { return x; }
 
 INFOKV_HOST_DEVICE constexpr float to_float(bfloat16 x) noexcept {

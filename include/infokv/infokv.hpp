@@ -12,6 +12,7 @@
 #include "infokv/policy/eviction_plan.hpp"
 #include "infokv/policy/infokv_policy.hpp"
 #include "infokv/policy/scorer_policy.hpp"
+#include "infokv/rope.hpp"
 #include "infokv/scorer/layer_context.hpp"
 #include "infokv/select/budget.hpp"
 #include "infokv/select/top_k.hpp"

@@ -71,6 +71,7 @@ struct observation_needs {
   bool query_stats = false;       // running mean of pre-RoPE queries per (layer, query head)
   bool query_covariance = false;  // ... and their covariance
   std::size_t query_stats_skip = 0;  // tokens with position < this are left out of the stats
+  bool rope = false;              // the policy rotates queries itself: compress_config::rope must be stated
 
   friend constexpr bool operator==(const observation_needs&, const observation_needs&) = default;
 
@@ -93,6 +94,7 @@ struct observation_needs {
     r.query_stats = query_stats || o.query_stats;
     r.query_covariance = query_covariance || o.query_covariance;
     r.query_stats_skip = query_stats_skip > o.query_stats_skip ? query_stats_skip : o.query_stats_skip;
+    r.rope = rope || o.rope;
     return r;
   }
 };

@@ -33,6 +33,7 @@ enum class errc : std::int32_t {
   unsupported_granularity,  // a budget schedule or scorer that cannot run at this granularity
   workspace_too_small,
   cuda_error,
+  rope_not_stated,          // the policy needs the model's RoPE and compress_config::rope does not say
 };
 
 [[nodiscard]] constexpr std::string_view to_string(errc e) noexcept {
@@ -56,6 +57,8 @@ enum class errc : std::int32_t {
     case errc::unsupported_granularity: return "not available at this stream granularity";
     case errc::workspace_too_small: return "the workspace is too small";
     case errc::cuda_error: return "a CUDA runtime call failed";
+    case errc::rope_not_stated:
+      return "the policy needs the model's RoPE: set compress_config::rope (theta and pairing) to the engine's values";
   }
   return "unknown error";
 }

@@ -90,6 +90,23 @@ TEST(EngineModel, FileStructureAndConfigComeFromTheFile) {
   EXPECT_DOUBLE_EQ(c.rope_theta, 100000.0);
 }
 
+// The engine states the model's RoPE to the library for every policy: the file's theta (1e5
+// for SmolLM2, not the 1e4 a default would assume) and adjacent pairs, the pairing
+// session::rope applies to GGUF Llama weights.
+TEST(EngineModel, EveryPolicyIsToldTheModelsRope) {
+  REQUIRE_MODEL();
+  const auto& c = loaded().model.config;
+  for (const auto& name : engine::policy_names()) {
+    if (name == "none") continue;
+    engine::compression_options o;
+    o.policy = name;
+    const auto hook = engine::make_hook(o, c, 512);
+    ASSERT_NE(hook, nullptr) << name;
+    EXPECT_EQ(hook->config().rope.theta, 100000.0) << name;
+    EXPECT_EQ(hook->config().rope.pairing, infokv::rope_pairing::adjacent) << name;
+  }
+}
+
 TEST(EngineModel, EveryTensorDequantisesBitForBitAsTheGgufPackage) {
   REQUIRE_MODEL();
   const std::string ref = data("gguf_dequant_reference.json");

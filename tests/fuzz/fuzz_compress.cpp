@@ -10,6 +10,7 @@
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -108,6 +109,13 @@ void drive(FuzzedDataProvider& fdp, const Policy& policy) {
   cfg.interval = fdp.ConsumeIntegralInRange<std::size_t>(0, 3);
   cfg.schedule.kind = static_cast<infokv::budget_schedule>(fdp.ConsumeIntegralInRange<int>(0, 4));
   cfg.apply = fdp.ConsumeBool() ? infokv::apply_mode::in_place : infokv::apply_mode::plan_only;
+  // RoPE: stated with either pairing and a theta from 1e2 to 1e7, or left unstated (a policy
+  // that rotates must then refuse through can_implement).
+  switch (fdp.ConsumeIntegralInRange<int>(0, 2)) {
+    case 1: cfg.rope = {std::pow(10.0, fdp.ConsumeFloatingPointInRange<double>(2.0, 7.0)), infokv::rope_pairing::rotate_half}; break;
+    case 2: cfg.rope = {std::pow(10.0, fdp.ConsumeFloatingPointInRange<double>(2.0, 7.0)), infokv::rope_pairing::adjacent}; break;
+    default: break;
+  }
   const infokv::compressor<Policy> comp(policy, cfg, sh);
   if (!comp.can_implement().ok()) return;
   infokv::sequence_state state = comp.make_state();

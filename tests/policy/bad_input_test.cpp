@@ -290,7 +290,7 @@ TEST_F(BadInputTest, SchedulesAtAGranularityThatCannotHoldThem) {
 }
 
 TEST(StatusTest, EveryCodeHasAMessage) {
-  for (int i = 0; i <= static_cast<int>(errc::cuda_error); ++i) {
+  for (int i = 0; i <= static_cast<int>(errc::rope_not_stated); ++i) {
     const auto m = infokv::to_string(static_cast<errc>(i));
     EXPECT_FALSE(m.empty());
     EXPECT_NE(m, "unknown error");
@@ -329,6 +329,30 @@ TEST_F(BadInputTest, PolicyParametersOutsideTheirDomain) {
   ea.scorer.future_positions = 0;
   EXPECT_EQ(run(ea), errc::invalid_config);
   EXPECT_TRUE(take() == before);
+}
+
+// A policy that rotates queries itself (Expected Attention) refuses to run on RoPE the engine
+// has not stated, instead of assuming theta 1e4 with rotate-half pairs.
+TEST_F(BadInputTest, RopeTheEngineDidNotState) {
+  const snapshot before = take();
+  for (const infokv::rope_params rope : {infokv::rope_params{}, infokv::rope_params{1e5, infokv::rope_pairing::unstated},
+                                         infokv::rope_params{0.0, infokv::rope_pairing::adjacent},
+                                         infokv::rope_params{-1e4, infokv::rope_pairing::rotate_half},
+                                         infokv::rope_params{std::numeric_limits<double>::infinity(),
+                                                             infokv::rope_pairing::adjacent}}) {
+    auto cfg = config();
+    cfg.rope = rope;
+    const infokv::compressor c(infokv::make_expected_attention(), cfg, kShape);
+    EXPECT_EQ(c.can_implement(), errc::rope_not_stated);
+    auto st = c.make_state();
+    EXPECT_EQ(c.compress(view_, 0, st, sig_), errc::rope_not_stated);
+    EXPECT_TRUE(take() == before);
+  }
+  // Policies that never rotate do not ask for it.
+  EXPECT_TRUE(comp_.can_implement().ok());
+  auto cfg = config();
+  cfg.rope = {1e5, infokv::rope_pairing::adjacent};
+  EXPECT_TRUE(infokv::compressor(infokv::make_expected_attention(), cfg, kShape).can_implement().ok());
 }
 
 }  // namespace

@@ -29,6 +29,7 @@ infokv::compress_config base_config(stream_granularity g) {
   cfg.decode_budget = infokv::budget::of_tokens(24);
   cfg.prefill_budget = infokv::budget::of_tokens(20);
   cfg.slack = 4;
+  cfg.rope = {5e5, infokv::rope_pairing::adjacent};  // stated, and not the most common values
   return cfg;
 }
 

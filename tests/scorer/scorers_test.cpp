@@ -2,6 +2,7 @@
 // Each scorer against small cases computed by hand from its formula (DESIGN §3, kvpress).
 #include <cmath>
 #include <numeric>
+#include <random>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -168,6 +169,7 @@ TEST(ExpectedAttentionScorerTest, MeanOnlyAndCovarianceTerms) {
   t.ctx.query_sum = sum.data();
   t.ctx.query_outer = outer.data();
   t.ctx.query_count = 2;
+  t.ctx.rope = {1e4, infokv::rope_pairing::rotate_half};  // one pair: frequency 1 at any theta
   infokv::expected_attention_scorer ea;
   ea.future_positions = 1;
   ea.sinks = 0;
@@ -199,6 +201,7 @@ TEST(ExpectedAttentionScorerTest, RotatesTheMeanToFuturePositions) {
   std::vector<double> sum{1.0, 0.0};
   t.ctx.query_sum = sum.data();
   t.ctx.query_count = 1;
+  t.ctx.rope = {1e4, infokv::rope_pairing::adjacent};  // one pair: frequency 1 at any theta
   infokv::expected_attention_scorer ea;
   ea.future_positions = 2;
   ea.sinks = 0;
@@ -209,6 +212,118 @@ TEST(ExpectedAttentionScorerTest, RotatesTheMeanToFuturePositions) {
   // mu' = (c, s); logits k.mu'/sqrt2.
   const double e0 = std::exp(c / std::sqrt(2.0)), e1 = std::exp(sn / std::sqrt(2.0));
   EXPECT_NEAR(s[0], e0 / (e0 + e1), 1e-6);
+}
+
+// Expected Attention with head_dim 8 against an oracle that builds every future position's
+// rotation matrix explicitly from the stated theta and pairing, averages them, and scores by the
+// formula. Wrong parameters (the engine's theta 1e5 with adjacent pairs scored as 1e4 with
+// rotate-half, say) must not pass: the oracle of one convention rejects the other.
+std::vector<double> expected_attention_oracle(const std::vector<float>& keys, const std::vector<double>& sum,
+                                              const std::vector<double>& outer, double n, std::size_t D,
+                                              std::size_t first_pos, std::size_t future, infokv::rope_params rope) {
+  const std::size_t T = keys.size() / D;
+  std::vector<double> R(D * D, 0.0);  // mean rotation
+  for (std::size_t p = first_pos; p < first_pos + future; ++p)
+    for (std::size_t i = 0; i < D / 2; ++i) {
+      const std::size_t a = rope.pairing == infokv::rope_pairing::adjacent ? 2 * i : i;
+      const std::size_t b = rope.pairing == infokv::rope_pairing::adjacent ? 2 * i + 1 : i + D / 2;
+      const double ang = static_cast<double>(p) * std::pow(rope.theta, -2.0 * static_cast<double>(i) / static_cast<double>(D));
+      R[a * D + a] += std::cos(ang) / static_cast<double>(future);
+      R[a * D + b] -= std::sin(ang) / static_cast<double>(future);
+      R[b * D + a] += std::sin(ang) / static_cast<double>(future);
+      R[b * D + b] += std::cos(ang) / static_cast<double>(future);
+    }
+  std::vector<double> mu(D), cov(D * D), mu_r(D, 0.0), rs(D * D, 0.0), sig(D * D, 0.0);
+  for (std::size_t d = 0; d < D; ++d) mu[d] = sum[d] / n;
+  for (std::size_t r = 0; r < D; ++r)
+    for (std::size_t c = 0; c < D; ++c) cov[r * D + c] = outer[r * D + c] / n - mu[r] * mu[c];
+  for (std::size_t r = 0; r < D; ++r)
+    for (std::size_t c = 0; c < D; ++c) mu_r[r] += R[r * D + c] * mu[c];
+  for (std::size_t r = 0; r < D; ++r)
+    for (std::size_t c = 0; c < D; ++c)
+      for (std::size_t k = 0; k < D; ++k) rs[r * D + c] += R[r * D + k] * cov[k * D + c];
+  for (std::size_t r = 0; r < D; ++r)
+    for (std::size_t c = 0; c < D; ++c)
+      for (std::size_t k = 0; k < D; ++k) sig[r * D + c] += rs[r * D + k] * R[c * D + k];
+  std::vector<double> z(T);
+  double zmax = -1e300;
+  for (std::size_t i = 0; i < T; ++i) {
+    const float* k = keys.data() + i * D;
+    double lin = 0.0, quad = 0.0;
+    for (std::size_t r = 0; r < D; ++r) {
+      lin += k[r] * mu_r[r];
+      for (std::size_t c = 0; c < D; ++c) quad += k[r] * sig[r * D + c] * k[c];
+    }
+    z[i] = lin / std::sqrt(static_cast<double>(D)) + quad / (2.0 * static_cast<double>(D));
+    zmax = std::max(zmax, z[i]);
+  }
+  double total = 0.0;
+  for (auto& x : z) total += (x = std::exp(x - zmax));
+  for (auto& x : z) x /= total;
+  return z;
+}
+
+TEST(ExpectedAttentionScorerTest, UsesTheStatedThetaAndPairing) {
+  constexpr std::size_t D = 8, T = 12, Q = 5, F = 64, first = 1000;
+  std::mt19937 rng(8);
+  std::normal_distribution<float> N(0.0f, 1.0f);
+  std::vector<float> keys(T * D), values(T * D, 1.0f);
+  for (auto& x : keys) x = N(rng);
+  std::vector<double> sum(D, 0.0), outer(D * D, 0.0);
+  for (std::size_t q = 0; q < Q; ++q) {
+    std::vector<float> x(D);
+    for (std::size_t d = 0; d < D; ++d) x[d] = 2.0f * N(rng) + static_cast<float>(d % 3);
+    for (std::size_t r = 0; r < D; ++r) {
+      sum[r] += x[r];
+      for (std::size_t c = 0; c < D; ++c) outer[r * D + c] += static_cast<double>(x[r]) * x[c];
+    }
+  }
+  std::vector<float> scratch(infokv::policy_scratch_floats(T, D, 1, 8), 0.0f);
+  std::vector<std::int32_t> positions(T);
+  std::iota(positions.begin(), positions.end(), 0);
+  infokv::layer_context<view_t> ctx;
+  ctx.kv = view_t(keys.data(), values.data(), D * T, nullptr, 0, T, T, 1, D);
+  ctx.group_size = 1;
+  ctx.num_q_heads = 1;
+  ctx.num_layers = 1;
+  ctx.positions = positions.data();
+  ctx.query_sum = sum.data();
+  ctx.query_outer = outer.data();
+  ctx.query_count = Q;
+  ctx.next_position = first;
+  ctx.scratch = scratch;
+  infokv::expected_attention_scorer ea;
+  ea.future_positions = F;
+  ea.sinks = 0;
+  ea.use_value_norm = false;
+  const auto score = [&](infokv::rope_params rope) {
+    ctx.rope = rope;
+    std::vector<float> out(T);
+    EXPECT_TRUE(ea.score(ctx, infokv::score_matrix{out.data(), 1, T}).ok());
+    return out;
+  };
+  using infokv::rope_pairing;
+  for (const double theta : {5e5, 1e5, 1e6}) {
+    for (const auto pairing : {rope_pairing::rotate_half, rope_pairing::adjacent}) {
+      const infokv::rope_params stated{theta, pairing};
+      const auto want = expected_attention_oracle(keys, sum, outer, Q, D, first, F, stated);
+      const auto got = score(stated);
+      for (std::size_t i = 0; i < T; ++i) EXPECT_NEAR(got[i], want[i], 1e-5 + 1e-4 * want[i]) << theta << " " << i;
+      // The same scores under the library's former silent default disagree with this oracle.
+      const auto wrong = score({1e4, rope_pairing::rotate_half});
+      double worst = 0.0;
+      for (std::size_t i = 0; i < T; ++i) worst = std::max(worst, std::abs(wrong[i] - want[i]));
+      EXPECT_GT(worst, 1e-3) << "theta " << theta << ": the oracle cannot tell the parameters apart";
+    }
+  }
+  // Nothing stated: a clear status, not a default.
+  ctx.rope = {};
+  std::vector<float> out(T);
+  EXPECT_EQ(ea.score(ctx, infokv::score_matrix{out.data(), 1, T}), infokv::errc::rope_not_stated);
+  ctx.rope = {1e5, rope_pairing::unstated};
+  EXPECT_EQ(ea.score(ctx, infokv::score_matrix{out.data(), 1, T}), infokv::errc::rope_not_stated);
+  ctx.rope = {std::nan(""), rope_pairing::adjacent};
+  EXPECT_EQ(ea.score(ctx, infokv::score_matrix{out.data(), 1, T}), infokv::errc::rope_not_stated);
 }
 
 TEST(RedundancyScorerTest, OlderDuplicatesAreMoreRedundant) {

@@ -29,6 +29,7 @@ struct expected_attention_scorer {
     n.query_stats = true;
     n.query_covariance = use_covariance;
     n.query_stats_skip = sinks;
+    n.rope = true;
     return n;
   }
 
@@ -42,6 +43,7 @@ struct expected_attention_scorer {
     INFOKV_TRY(check());
     if (ctx.query_sum == nullptr) return errc::missing_signal;
     if (use_covariance && ctx.query_outer == nullptr) return errc::missing_signal;
+    if (!ctx.rope.stated()) return errc::rope_not_stated;
     // No query seen yet past the sinks: mu = 0 and Sigma = 0, so keys score by ||v|| alone.
     const std::size_t T = ctx.num_tokens();
     const std::size_t D = ctx.head_dim();
@@ -67,20 +69,11 @@ struct expected_attention_scorer {
       cbar[i] = static_cast<float>(c / static_cast<double>(future_positions));
       sbar[i] = static_cast<float>(s / static_cast<double>(future_positions));
     }
-    // Pair (a, b) of frequency i, and y = R x on that pair: (x_a c - x_b s, x_b c + x_a s).
-    const auto pair = [&](std::size_t i, std::size_t& a, std::size_t& b) {
-      if (ctx.rope.rotate_half) {
-        a = i;
-        b = i + half;
-      } else {
-        a = 2 * i;
-        b = 2 * i + 1;
-      }
-    };
+    // y = R x on the pair (a, b) of frequency i: (x_a c - x_b s, x_b c + x_a s).
     const auto rotate = [&](const float* x, std::size_t stride, float* y, std::size_t ystride) {
       for (std::size_t i = 0; i < half; ++i) {
         std::size_t a = 0, b = 0;
-        pair(i, a, b);
+        ctx.rope.pair(i, D, a, b);
         const float xa = x[a * stride], xb = x[b * stride];
         y[a * ystride] = xa * cbar[i] - xb * sbar[i];
         y[b * ystride] = xb * cbar[i] + xa * sbar[i];

@@ -11,6 +11,7 @@
 #include <span>
 
 #include "infokv/config.hpp"
+#include "infokv/rope.hpp"
 #include "infokv/simd/isa.hpp"
 
 INFOKV_BEGIN_NAMESPACE
@@ -24,13 +25,6 @@ struct score_matrix {
     return data[h * tokens + t];
   }
   [[nodiscard]] INFOKV_HOST_DEVICE float* row(std::size_t h) const noexcept { return data + h * tokens; }
-};
-
-/// RoPE parameters the engine uses (Expected Attention averages future rotations).
-struct rope_params {
-  double theta = 10000.0;
-  /// true: pairs (i, i + D/2) ("rotate_half", Llama / HF); false: pairs (2i, 2i + 1) (GPT-J).
-  bool rotate_half = true;
 };
 
 template <class StreamView, class Isa = simd::native_isa>
@@ -66,7 +60,7 @@ struct layer_context {
   const double* query_sum = nullptr;
   const double* query_outer = nullptr;
   std::size_t query_count = 0;
-  rope_params rope{};
+  rope_params rope{};  // as stated in compress_config::rope
 
   std::size_t next_position = 0;   // tokens seen by the sequence so far
   std::uint64_t eviction_index = 0;  // how many evictions this sequence has run (seeds Random)

@@ -36,6 +36,7 @@ template <class T>
     if constexpr (std::is_same_v<T, half>) {
       return _mm256_cvtph_ps(raw);
     } else {
+      static_assert(std::is_same_v<T, bfloat16>, "a 2-byte element that is not half is read as bfloat16 only");
       return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16));
     }
   }

@@ -45,6 +45,7 @@ template <class T>
     if constexpr (std::is_same_v<T, half>) {
       return _mm512_cvtph_ps(raw);
     } else {
+      static_assert(std::is_same_v<T, bfloat16>, "a 2-byte element that is not half is read as bfloat16 only");
       return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
     }
   }

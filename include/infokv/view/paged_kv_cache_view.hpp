@@ -19,6 +19,7 @@
 #include <type_traits>
 
 #include "infokv/config.hpp"
+#include "infokv/element_types.hpp"
 #include "infokv/view/granularity.hpp"
 #include "infokv/view/layout.hpp"
 #include "infokv/view/stream_view.hpp"
@@ -46,6 +47,8 @@ struct paged_kv_cache_params {
 template <class T, class Layout = layout_nhd, std::size_t HeadDim = dynamic_extent,
           class Index = std::int32_t>
 class paged_kv_cache_view {
+  static_assert(require_kv_element<T>::value);
+
  public:
   using element_type = T;
   using layout_type = Layout;

@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "infokv/config.hpp"
+#include "infokv/element_types.hpp"
 #include "infokv/view/layout.hpp"
 
 INFOKV_BEGIN_NAMESPACE
@@ -19,6 +20,8 @@ inline constexpr std::size_t dynamic_extent = static_cast<std::size_t>(-1);
 template <class T, class Layout = layout_nhd, std::size_t HeadDim = dynamic_extent,
           class Index = std::int32_t>
 class stream_view {
+  static_assert(require_kv_element<T>::value);
+
  public:
   using element_type = T;
   using layout_type = Layout;
