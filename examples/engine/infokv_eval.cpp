@@ -25,6 +25,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -101,7 +102,9 @@ void parallel_for(std::size_t n, std::size_t jobs, F&& f) {
   std::fprintf(stderr, "error: %s\n", msg.c_str());
   std::fprintf(stderr,
                "usage: infokv_eval --model PATH --text FILE --out DIR [options]\n"
-               "  --scenarios prefill,decode,influence,retrieval  --policies P1,P2,...  (NAME[:alpha=A,tau=T,invert=1,keep=R][@GRANULARITY])\n"
+               "  --scenarios prefill,decode,influence,retrieval  --policies P1,P2,...  (NAME[:KEY=VALUE,...][@GRANULARITY];\n"
+               "    keys: alpha, tau (infokv), kernel, window (infokv, snapkv, pyramidkv), mean=1 (h2o), sinks, recent,\n"
+               "    invert=1, keep=R (influence only))  --dump-keep DIR (prefill keep sets and token ids, JSON)\n"
                "  --offset N  --windows N  --contexts 1024,2048,4096,max  --continuation N  --prefill-budgets 0.4,0.2,0.1\n"
                "  --decode-tokens N  --periods 128,1024  --decode-budgets 0.25,0.125\n"
                "  --influence-prefix N  --influence-tokens N  --influence-budgets 0.2  --influence-policies LIST\n"
@@ -117,11 +120,15 @@ struct variant {
   std::string label;
   engine::compression_options opt;
   double keep = 0.0;  // > 0: this variant's own keep ratio (forward influence), else the scenario's
+  std::optional<std::size_t> sinks, recent;  // this variant's protection, else --sinks / --recent
 };
 
-/// NAME[:alpha=A,tau=T,invert=1,keep=R][@GRANULARITY]; per_layer unless given. alpha and tau
-/// are InfoKV's; invert=1 evicts the tokens the policy ranks highest (analysis only); keep=R
-/// fixes the keep ratio of a forward-influence run.
+/// NAME[:KEY=VALUE,...][@GRANULARITY]; per_layer unless given. alpha and tau are InfoKV's;
+/// kernel and window set the attention score's pooling kernel and query window; mean=1 makes
+/// H2O's score a mean over the queries that saw each key; sinks and recent override the global
+/// protection (kvpress's presses protect nothing but their own window); invert=1 evicts the
+/// tokens the policy ranks highest (analysis only); keep=R fixes the keep ratio of a
+/// forward-influence run.
 variant parse_variant(const std::string& spec) {
   variant v;
   v.label = spec;
@@ -141,10 +148,18 @@ variant parse_variant(const std::string& spec) {
       if (key == "alpha") v.opt.alpha = static_cast<float>(to_double(value, "alpha"));
       else if (key == "tau") v.opt.tau = static_cast<float>(to_double(value, "tau"));
       else if (key == "invert") v.opt.invert = to_size(value, "invert") != 0;
+      else if (key == "kernel") v.opt.kernel = to_size(value, "kernel");
+      else if (key == "window") v.opt.window = to_size(value, "window");
+      else if (key == "mean") v.opt.mean_attention = to_size(value, "mean") != 0;
+      else if (key == "sinks") v.sinks = to_size(value, "sinks");
+      else if (key == "recent") v.recent = to_size(value, "recent");
       else if (key == "keep") {
         v.keep = to_double(value, "keep");
         if (!(v.keep > 0.0 && v.keep <= 1.0)) usage_error("keep must lie in (0, 1]");
-      } else usage_error("unknown policy parameter '" + key + "' in '" + spec + "' (alpha, tau, invert, keep)");
+      } else {
+        usage_error("unknown policy parameter '" + key + "' in '" + spec +
+                    "' (alpha, tau, kernel, window, mean, sinks, recent, invert, keep)");
+      }
     }
     s = s.substr(0, colon);
   }
@@ -152,11 +167,12 @@ variant parse_variant(const std::string& spec) {
   const auto names = engine::policy_names();
   if (s == "none" || std::find(names.begin(), names.end(), s) == names.end())
     usage_error("unknown policy '" + s + "' in '" + spec + "'");
+  if (v.opt.kernel % 2 == 0 && v.opt.kernel != 0) usage_error("kernel must be odd in '" + spec + "'");
   return v;
 }
 
 struct options {
-  std::string model, text, out;
+  std::string model, text, out, dump_keep;
   std::vector<std::string> scenarios = {"prefill", "decode", "influence", "retrieval"};
   std::vector<variant> policies;
   std::vector<variant> influence_policies;
@@ -258,6 +274,7 @@ options parse(int argc, char** argv) {
     else if (a == "--chunk") o.chunk = to_size(next(), "--chunk");
     else if (a == "--seed") o.seed = to_size(next(), "--seed");
     else if (a == "--jobs") o.jobs = std::max<std::size_t>(1, to_size(next(), "--jobs"));
+    else if (a == "--dump-keep") o.dump_keep = next();
     else usage_error("unknown option '" + a + "'");
   }
   if (o.model.empty() || o.text.empty() || o.out.empty()) usage_error("--model, --text and --out are required");
@@ -268,8 +285,8 @@ options parse(int argc, char** argv) {
     if (v.keep > 0.0) usage_error("keep=R applies to --influence-policies only ('" + v.label + "')");
   for (auto* list : {&o.policies, &o.influence_policies})
     for (auto& v : *list) {
-      v.opt.sink_tokens = o.sinks;
-      v.opt.recent_tokens = o.recent;
+      v.opt.sink_tokens = v.sinks.value_or(o.sinks);
+      v.opt.recent_tokens = v.recent.value_or(o.recent);
     }
   return o;
 }
@@ -327,6 +344,58 @@ class fanout_hook final : public engine::compression_hook {
 struct run_result {
   engine::quality_sum q;
   double kept = 0.0, library_s = 0.0;
+  std::vector<std::vector<std::int32_t>> keep;  // sorted positions per stream (with --dump-keep)
+};
+
+/// Keep sets and token ids for outside references (scripts/reference/kvpress_parity.py reads
+/// them): one JSON object per compressed prefill run in keep_sets.jsonl, and the ids of each
+/// window in tokens.json (window 0) or tokens_window<W>.json.
+class keep_dump {
+ public:
+  keep_dump(const std::filesystem::path& dir, std::string model, std::string text)
+      : dir_(dir), model_(std::move(model)), text_(std::move(text)) {
+    std::filesystem::create_directories(dir_);
+    out_.open(dir_ / "keep_sets.jsonl");
+    if (!out_) throw std::runtime_error("cannot write '" + (dir_ / "keep_sets.jsonl").string() + "'");
+  }
+  void tokens(std::size_t window, std::size_t offset, const std::vector<std::int32_t>& ids) {
+    const auto path = dir_ / (window == 0 ? std::string("tokens.json") : "tokens_window" + std::to_string(window) + ".json");
+    std::ofstream f(path);
+    f << "{\"model\": " << quote(model_) << ", \"text\": " << quote(text_) << ", \"window\": " << window
+      << ", \"offset\": " << offset << ", \"ids\": [";
+    for (std::size_t i = 0; i < ids.size(); ++i) f << (i ? "," : "") << ids[i];
+    f << "]}\n";
+    if (!f) throw std::runtime_error("cannot write '" + path.string() + "'");
+  }
+  void keep_set(std::size_t window, std::size_t context, double budget, const std::string& policy,
+                stream_granularity g, std::size_t layers, std::size_t kv_heads,
+                const std::vector<std::vector<std::int32_t>>& streams) {
+    char b[40];
+    std::snprintf(b, sizeof b, "%.12g", budget);
+    out_ << "{\"scenario\": \"prefill\", \"window\": " << window << ", \"context\": " << context << ", \"budget\": " << b
+         << ", \"policy\": " << quote(policy) << ", \"granularity\": " << quote(std::string(infokv::to_string(g)))
+         << ", \"num_layers\": " << layers << ", \"num_kv_heads\": " << kv_heads << ", \"streams\": [";
+    for (std::size_t s = 0; s < streams.size(); ++s) {
+      out_ << (s ? ", [" : "[");
+      for (std::size_t i = 0; i < streams[s].size(); ++i) out_ << (i ? "," : "") << streams[s][i];
+      out_ << "]";
+    }
+    out_ << "]}\n";
+    out_.flush();
+  }
+
+ private:
+  static std::string quote(const std::string& x) {
+    std::string q = "\"";
+    for (char c : x) {
+      if (c == '"' || c == '\\') q += '\\';
+      q += c;
+    }
+    return q + "\"";
+  }
+  std::filesystem::path dir_;
+  std::string model_, text_;
+  std::ofstream out_;
 };
 
 /// CSV output with a fixed header.
@@ -366,8 +435,9 @@ std::string granularity_name(stream_granularity g) { return std::string(infokv::
 
 class evaluator {
  public:
-  evaluator(const options& o, const engine::llama_model& m, const engine::bpe_tokenizer& tok, tokens text)
-      : o_(o), m_(m), tok_(tok), ids_(std::move(text)), cfg_(m.config),
+  evaluator(const options& o, const engine::llama_model& m, const engine::bpe_tokenizer& tok, tokens text,
+            keep_dump* dump)
+      : o_(o), m_(m), tok_(tok), ids_(std::move(text)), cfg_(m.config), dump_(dump),
         quality_(std::filesystem::path(o.out) / "quality.csv",
                  "scenario,window,context,period,budget,policy,granularity,kept,predictions,nll_full,nll,delta_nll,kl,"
                  "top1,library_seconds"),
@@ -420,6 +490,7 @@ class evaluator {
     std::size_t used = o_.offset;
     for (std::size_t w = 0; w < (o_.wants("prefill") ? o_.windows : 1) && region > 0; ++w) {
       const tokens a = take(used, region);
+      if (dump_ != nullptr) dump_->tokens(w, used, a);
       used += region;
       prefix_scenarios(w, a, contexts, inf_tokens);
     }
@@ -520,6 +591,11 @@ class evaluator {
       const std::size_t i = k / nb;
       run_result& r = res[k];
       auto s = compressed_copy(full, fan, i, o_.policies[i], budgets[k % nb], C, r.kept, r.library_s);
+      if (dump_ != nullptr && scenario == "prefill")
+        for (std::size_t st = 0; st < s->cache().num_streams(); ++st) {
+          r.keep.push_back(s->cache().stream_positions(st));
+          std::sort(r.keep.back().begin(), r.keep.back().end());
+        }
       const auto& lg = s->forward(cont, engine::step_kind::decode, true);
       for (std::size_t j = 0; j + 1 < cont.size(); ++j) r.q.add(ref, j, lg.row(static_cast<Eigen::Index>(j)), cont[j + 1]);
     });
@@ -527,6 +603,8 @@ class evaluator {
       const variant& v = o_.policies[k / nb];
       write_quality(scenario, window, C, 0, budgets[k % nb], v.label, granularity_name(v.opt.granularity), res[k].kept,
                     res[k].q, res[k].library_s);
+      if (!res[k].keep.empty())
+        dump_->keep_set(window, C, budgets[k % nb], v.label, v.opt.granularity, cfg_.layers, cfg_.kv_heads, res[k].keep);
     }
     engine::session again(m_, full.cache(), C, nullptr);
     const auto& after = again.forward(cont, engine::step_kind::decode, true);
@@ -808,6 +886,7 @@ class evaluator {
   const engine::bpe_tokenizer& tok_;
   tokens ids_;
   engine::llama_config cfg_;
+  keep_dump* dump_;
   std::size_t page_size_ = 64;
   std::vector<std::size_t> pass_stops_;
   csv_file quality_, influence_, passkey_, first_read_;
@@ -833,7 +912,11 @@ int main(int argc, char** argv) {
     std::printf("model: %s (%zu layers, context %zu); text: %s (%zu tokens)\n",
                 std::filesystem::path(o.model).filename().string().c_str(), model.config.layers, model.config.context,
                 std::filesystem::path(o.text).filename().string().c_str(), ids.size());
-    evaluator(o, model, tok, std::move(ids)).run();
+    std::unique_ptr<keep_dump> dump;
+    if (!o.dump_keep.empty())
+      dump = std::make_unique<keep_dump>(o.dump_keep, std::filesystem::path(o.model).filename().string(),
+                                         std::filesystem::path(o.text).filename().string());
+    evaluator(o, model, tok, std::move(ids), dump.get()).run();
     std::printf("evaluation wall time: %.1f s\n", seconds_since(t));
     return 0;
   } catch (const std::exception& e) {

@@ -131,6 +131,17 @@ class paged_cache {
 
   [[nodiscard]] infokv::stream_granularity granularity() const noexcept { return g_; }
 
+  /// The original positions stream s holds, in slot order.
+  [[nodiscard]] std::vector<std::int32_t> stream_positions(std::size_t s) const {
+    infokv::paged_kv_cache_params<float> p = shape_params();
+    p.pool_pages = pool_pages_;
+    const std::size_t d = view_type(p).stream_domain(s);  // the table is not needed for the domain
+    std::vector<std::int32_t> out(len_[s]);
+    for (std::size_t i = 0; i < len_[s]; ++i)
+      out[i] = positions_[(d * pool_pages_ + static_cast<std::size_t>(pages_[s][i / ps_])) * ps_ + i % ps_];
+    return out;
+  }
+
   /// Where the K row of (layer, KV head) for token j of the last reserve() lives (V: value_row).
   [[nodiscard]] float* key_row(std::size_t l, std::size_t h, std::size_t j) { return row(k_[l].data(), l, h, j); }
   [[nodiscard]] float* value_row(std::size_t l, std::size_t h, std::size_t j) { return row(v_[l].data(), l, h, j); }

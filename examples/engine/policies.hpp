@@ -28,6 +28,9 @@ struct compression_options {
   std::size_t slack = 64;       // evict once a stream is this far over its budget
   float alpha = 0.9f;           // InfoKV: weight of attention (the paper's default)
   float tau = 1.0f;             // InfoKV: bias of the layer-evolution factor
+  std::size_t kernel = 0;       // pooling kernel of the attention score (snapkv, pyramidkv, infokv); 0: default 9
+  std::size_t window = 0;       // query window of the attention score (same policies); 0: default 64
+  bool mean_attention = false;  // h2o: mean over the queries that saw each key (kvpress's observed attention)
   bool invert = false;          // analysis only: evict the tokens the policy ranks highest
 };
 
@@ -101,12 +104,30 @@ struct inverted_policy {
     }
     return std::make_unique<policy_hook<policy_type>>(policy, cfg, shape);
   };
-  if (o.policy == "infokv") return hook(infokv::make_infokv(o.alpha, o.tau));
-  if (o.policy == "infokv-adaptive") return hook(infokv::make_infokv_adaptive(o.alpha, o.tau));
-  if (o.policy == "snapkv") return hook(infokv::make_snapkv());
-  if (o.policy == "pyramidkv") return hook(infokv::make_pyramidkv());
+  const bool windowed = o.policy == "infokv" || o.policy == "infokv-adaptive" || o.policy == "snapkv" || o.policy == "pyramidkv";
+  if ((o.kernel != 0 || o.window != 0) && !windowed)
+    throw std::invalid_argument("kernel / window apply to infokv, infokv-adaptive, snapkv and pyramidkv");
+  if (o.mean_attention && o.policy != "h2o") throw std::invalid_argument("mean applies to h2o");
+  const auto set_window = [&](infokv::attention_scorer& a) {
+    if (o.kernel != 0) a.kernel = o.kernel;
+    if (o.window != 0) a.window = o.window;
+  };
+  if (o.policy == "infokv" || o.policy == "infokv-adaptive") {
+    auto p = o.policy == "infokv" ? infokv::make_infokv(o.alpha, o.tau) : infokv::make_infokv_adaptive(o.alpha, o.tau);
+    set_window(p.attention);
+    return hook(p);
+  }
+  if (o.policy == "snapkv" || o.policy == "pyramidkv") {
+    auto p = o.policy == "snapkv" ? infokv::make_snapkv() : infokv::make_pyramidkv();
+    set_window(p.scorer);
+    return hook(p);
+  }
   if (o.policy == "streamingllm") return hook(infokv::make_streaming_llm());
-  if (o.policy == "h2o") return hook(infokv::make_h2o());
+  if (o.policy == "h2o") {
+    auto p = infokv::make_h2o();
+    p.scorer.mean_over_queries = o.mean_attention;
+    return hook(p);
+  }
   if (o.policy == "tova") return hook(infokv::make_tova());
   if (o.policy == "knorm") return hook(infokv::make_knorm());
   if (o.policy == "expected-attention") return hook(infokv::make_expected_attention());

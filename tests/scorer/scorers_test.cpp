@@ -347,6 +347,12 @@ TEST(AccumulatedAttentionScorerTest, ReadsTheAccumulatedRow) {
   t.ctx.accumulated = acc.data();
   t.ctx.accumulated_stride = 2;
   EXPECT_EQ(t.run(infokv::accumulated_attention_scorer{}), (std::vector<float>{0.25f, 1.5f}));
+  // Mean over the queries that could attend each key (kvpress's observed attention): 5 tokens
+  // seen, so the key at position 0 had 5 queries and the one at position 3 had 2.
+  t.positions = {0, 3};
+  t.ctx.next_position = 5;
+  EXPECT_EQ(t.run(infokv::accumulated_attention_scorer{.mean_over_queries = true}),
+            (std::vector<float>{0.25f / 5.0f, 1.5f / 2.0f}));
 }
 
 TEST(RandomScorerTest, ReproducibleAndFreshPerEviction) {

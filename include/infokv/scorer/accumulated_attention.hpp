@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // H2O heavy hitters: the attention each key has received from every query so far, summed over
 // steps (per KV head: the mean over its query heads), accumulated by the library from the
-// engine's attention rows and carried through every compaction.
+// engine's attention rows and carried through every compaction. With `mean_over_queries` the sum
+// is divided by the number of queries that could attend the key (those at its position and
+// after): kvpress's ObservedAttentionPress, which does not favour old tokens for being old.
 #pragma once
 
 #include <algorithm>
@@ -13,6 +15,8 @@
 INFOKV_BEGIN_NAMESPACE
 
 struct accumulated_attention_scorer {
+  bool mean_over_queries = false;
+
   [[nodiscard]] constexpr observation_needs needs() const noexcept {
     observation_needs n;
     n.attention = true;
@@ -21,8 +25,18 @@ struct accumulated_attention_scorer {
   template <kv_view View, class Isa>
   [[nodiscard]] status score(const layer_context<View, Isa>& ctx, score_matrix out) const noexcept {
     if (ctx.accumulated == nullptr) return errc::missing_signal;
-    for (std::size_t h = 0; h < out.heads; ++h)
-      std::copy_n(ctx.accumulated + h * ctx.accumulated_stride, ctx.num_tokens(), out.row(h));
+    for (std::size_t h = 0; h < out.heads; ++h) {
+      const float* acc = ctx.accumulated + h * ctx.accumulated_stride;
+      if (!mean_over_queries) {
+        std::copy_n(acc, ctx.num_tokens(), out.row(h));
+        continue;
+      }
+      for (std::size_t i = 0; i < ctx.num_tokens(); ++i) {
+        const auto pos = static_cast<std::size_t>(ctx.positions[i]);
+        const std::size_t queries = ctx.next_position > pos ? ctx.next_position - pos : 1;
+        out(h, i) = acc[i] / static_cast<float>(queries);
+      }
+    }
     return {};
   }
 };
