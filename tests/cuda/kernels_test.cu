@@ -57,6 +57,30 @@ class CudaViewKernels : public ::testing::Test {
 };
 TYPED_TEST_SUITE(CudaViewKernels, Combos);
 
+/// Runs the window-attention launcher over `streams` of `layer` (W queries of Hq heads each, one
+/// window per stream) and returns the scores [streams][heads_per_page][max_tokens].
+template <class View>
+std::vector<float> run_window_attention(const View& view, const std::vector<std::int32_t>& streams, std::size_t layer,
+                                        const std::vector<float>& q, const std::vector<std::int32_t>& qpos,
+                                        std::size_t W, std::size_t Hq, std::size_t max_tokens) {
+  device_buffer<std::int32_t> d_streams(streams), d_qpos(qpos);
+  device_buffer<float> d_q(q), d_scores(streams.size() * view.heads_per_page() * max_tokens);
+  infokv::cuda::window_attention_args a;
+  a.streams = d_streams.get();
+  a.batch = streams.size();
+  a.layer = layer;
+  a.queries = d_q.get();
+  a.query_positions = d_qpos.get();
+  a.window = W;
+  a.num_q_heads = Hq;
+  a.max_tokens = max_tokens;
+  a.scores = d_scores.get();
+  device_buffer<char> ws(infokv::cuda::window_attention_workspace_bytes(view, a));
+  EXPECT_TRUE(infokv::cuda::window_attention(view, a, {ws.get(), ws.size()}, nullptr).ok());
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  return d_scores.download();
+}
+
 TYPED_TEST(CudaViewKernels, WindowAttentionMatchesTheScalarReference) {
   INFOKV_REQUIRE_GPU();
   using T = typename TypeParam::element;
@@ -83,22 +107,8 @@ TYPED_TEST(CudaViewKernels, WindowAttentionMatchesTheScalarReference) {
       const std::size_t len = tokens[view.stream_sequence(static_cast<std::size_t>(streams[b]))];
       for (std::size_t t = 0; t < W; ++t) qpos[b * W + t] = static_cast<std::int32_t>(len - W + t);  // the newest tokens
     }
-    device_buffer<std::int32_t> d_streams(streams), d_qpos(qpos);
-    device_buffer<float> d_q(q), d_scores(B * H * max_tokens);
-    infokv::cuda::window_attention_args a;
-    a.streams = d_streams.get();
-    a.batch = B;
-    a.layer = layer;
-    a.queries = d_q.get();
-    a.query_positions = d_qpos.get();
-    a.window = W;
-    a.num_q_heads = Hq;
-    a.max_tokens = max_tokens;
-    a.scores = d_scores.get();
-    device_buffer<char> ws(infokv::cuda::window_attention_workspace_bytes(view, a));
-    ASSERT_TRUE(infokv::cuda::window_attention(view, a, {ws.get(), ws.size()}, nullptr).ok());
-    INFOKV_CUDA_OK(cudaDeviceSynchronize());
-    const auto got = d_scores.download();
+    const auto got = run_window_attention(view, streams, layer, q, qpos, W, Hq, max_tokens);
+    ASSERT_FALSE(this->HasFailure());
     for (std::size_t b = 0; b < B; ++b) {
       const auto want = window_attention_oracle<T, L>(host, static_cast<std::size_t>(streams[b]), layer,
                                                       q.data() + b * W * Hq * D, qpos.data() + b * W, W, Hq);
@@ -364,21 +374,8 @@ TEST(CudaSweep, WindowAttentionEveryLengthThroughThreeTiles) {
   std::normal_distribution<float> N(0.0f, 2.0f);
   std::vector<float> q(B * W * Hq * D);
   for (auto& x : q) x = N(rng);
-  device_buffer<std::int32_t> d_streams(streams), d_qpos(qpos);
-  device_buffer<float> d_q(q), d_scores(B * H * max_tokens);
-  infokv::cuda::window_attention_args a;
-  a.streams = d_streams.get();
-  a.batch = B;
-  a.queries = d_q.get();
-  a.query_positions = d_qpos.get();
-  a.window = W;
-  a.num_q_heads = Hq;
-  a.max_tokens = max_tokens;
-  a.scores = d_scores.get();
-  device_buffer<char> ws(infokv::cuda::window_attention_workspace_bytes(view, a));
-  ASSERT_TRUE(infokv::cuda::window_attention(view, a, {ws.get(), ws.size()}, nullptr).ok());
-  INFOKV_CUDA_OK(cudaDeviceSynchronize());
-  const auto got = d_scores.download();
+  const auto got = run_window_attention(view, streams, 0, q, qpos, W, Hq, max_tokens);
+  ASSERT_FALSE(HasFailure());
   for (std::size_t b = 0; b < B; ++b) {
     const auto want = window_attention_oracle<T, L>(host, b, 0, q.data() + b * W * Hq * D, qpos.data() + b * W, W, Hq);
     const std::size_t len = tokens[b];
