@@ -301,10 +301,43 @@ def plots(out, agg, inf_data, pk):
     return made
 
 
+def base_policy(label):
+    """The policy a label runs: 'snapkv:kernel=5,sinks=0@per_layer_head' -> 'snapkv'."""
+    return re.split(r"[:@]", label, maxsplit=1)[0]
+
+
+def beside_section(agg, other, lines):
+    """Prefill delta NLL of this run's variants beside the other run's default-settings row of the
+    same policy (e.g. kvpress's protocol beside this project's), per context and over all settings."""
+    pols = policies_of(agg, "prefill")
+    ctxs = sorted({c for (_, c, _, _) in [(s, c, p, b) for (s, c, p, b, _) in agg if s == "prefill"]})
+    budgets = sorted({b for (s, c, p, b, pol) in agg if s == "prefill" and pol != "full"}, reverse=True)
+    lines.append("## Beside the other run's settings\n")
+    lines.append("Prefill delta NLL (nats per token, mean over the budgets " +
+                 ", ".join(pct(b) for b in budgets) + " and the text windows) of each variant here, and "
+                 "of the same policy in the other run (its row without settings).\n")
+    lines.append("| variant | run | " + " | ".join(f"C={c}" for c in ctxs) + " | mean |")
+    lines.append("|---|---|" + "---|" * (len(ctxs) + 1))
+    for pol in pols:
+        for name, a, label in (("this", agg, pol), ("other", other, base_policy(pol))):
+            vals = [[a[k]["delta_nll"] for b in budgets for k in [("prefill", c, 0, b, label)] if k in a] for c in ctxs]
+            if not all(vals):
+                continue
+            cells = " | ".join(f"{mean(v):+.4f}" for v in vals)
+            lines.append(f"| {pol if name == 'this' else base_policy(pol)} | {name} | {cells} | "
+                         f"{mean(x for v in vals for x in v):+.4f} |")
+    lines.append("")
+
+
 def main():
-    if len(sys.argv) != 2:
-        sys.exit("usage: eval_report.py OUT_DIR")
-    out = sys.argv[1]
+    args = sys.argv[1:]
+    beside = None
+    if len(args) == 3 and args[1] == "--beside":
+        beside = args[2]
+        args = args[:1]
+    if len(args) != 1:
+        sys.exit("usage: eval_report.py OUT_DIR [--beside OTHER_OUT_DIR]")
+    out = args[0]
     quality = rows(os.path.join(out, "quality.csv"))
     if not quality:
         sys.exit(f"no quality.csv in {out}")
@@ -319,9 +352,12 @@ def main():
         head = text.splitlines()[0] if text else ""
         wall = re.findall(r"wall time of the evaluation: .*", text) or re.findall(r"evaluation wall time: .*", text)
         lines.append(f"{head}\n\n{wall[-1] if wall else ''}\n")
-    summary(agg, lines)
-    headline(agg, lines, "delta_nll")
-    headline(agg, lines, "kl")
+    if any(k[4] == "infokv" for k in agg):  # the InfoKV headlines need the default InfoKV row
+        summary(agg, lines)
+        headline(agg, lines, "delta_nll")
+        headline(agg, lines, "kl")
+    if beside is not None:
+        beside_section(agg, aggregate(rows(os.path.join(beside, "quality.csv"))), lines)
     inf_data = influence_section(inf, lines)
     passkey_section(pk, lines)
     full_tables(agg, lines, first_read)
