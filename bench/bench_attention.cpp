@@ -13,6 +13,7 @@ constexpr std::size_t kWindow = 64;
 
 template <class Isa>
 void BM_WindowScoring(benchmark::State& state) {
+  if (!infokv_bench::cpu_runs<Isa>(state)) return;
   const auto& m = kModels[static_cast<std::size_t>(state.range(0))].shape;
   const auto T = static_cast<std::size_t>(state.range(1));
   const std::size_t D = m.head_dim, G = m.group_size(), H = m.num_kv_heads;

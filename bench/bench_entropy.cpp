@@ -7,6 +7,7 @@ namespace {
 
 template <class Isa>
 void BM_TopKEntropy(benchmark::State& state) {
+  if (!infokv_bench::cpu_runs<Isa>(state)) return;
   const auto V = static_cast<std::size_t>(state.range(0));
   std::vector<float> logits(V), scratch(V);
   for (std::size_t i = 0; i < V; ++i) logits[i] = 4.0f * infokv_bench::hashed(i);  // spread like real logits

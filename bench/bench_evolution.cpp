@@ -9,6 +9,7 @@ using infokv_bench::kModels;
 
 template <class Isa>
 void BM_LayerEvolution(benchmark::State& state) {
+  if (!infokv_bench::cpu_runs<Isa>(state)) return;
   const auto& m = kModels[static_cast<std::size_t>(state.range(0))].shape;
   std::vector<float> hidden(m.num_layers * m.hidden_size), out(m.num_layers);
   infokv_bench::fill(hidden, 5);

@@ -9,6 +9,7 @@ using infokv_bench::kModels;
 
 template <class Isa>
 void BM_KeyNorms(benchmark::State& state) {
+  if (!infokv_bench::cpu_runs<Isa>(state)) return;
   const auto& m = kModels[static_cast<std::size_t>(state.range(0))].shape;
   const auto T = static_cast<std::size_t>(state.range(1));
   const std::size_t D = m.head_dim, H = m.num_kv_heads;
@@ -35,6 +36,7 @@ void BM_KeyNorms(benchmark::State& state) {
 
 template <class Isa>
 void BM_AccumulateAttention(benchmark::State& state) {
+  if (!infokv_bench::cpu_runs<Isa>(state)) return;
   const auto T = static_cast<std::size_t>(state.range(0));
   std::vector<float> row(T), acc(T);
   infokv_bench::fill(row, 4);

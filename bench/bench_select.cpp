@@ -23,6 +23,7 @@ struct select_input {
 
 template <class Isa>
 void BM_TopKSelect(benchmark::State& state) {
+  if (!infokv_bench::cpu_runs<Isa>(state)) return;
   const auto T = static_cast<std::size_t>(state.range(0));
   const select_input in(T);
   std::vector<std::uint32_t> idx(T), scratch(infokv::select_scratch_words(T));

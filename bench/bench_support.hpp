@@ -73,6 +73,16 @@ const char* isa_name() {
   return Isa::name;
 }
 
+/// True when this CPU can run Isa's kernels. Otherwise the benchmark is marked skipped, with the
+/// reason in its row, and must return before its loop: the binaries hold every ISA's kernels, and
+/// one built for baseline x86-64 also runs on CPUs without AVX-512 (or AVX2).
+template <class Isa>
+bool cpu_runs(benchmark::State& state) {
+  if (infokv::simd::cpu_supports(Isa{})) return true;
+  state.SkipWithError((std::string(Isa::name) + " is not supported by this CPU (skipped)").c_str());
+  return false;
+}
+
 /// The machine's read bandwidth: sum a 512 MiB buffer of 64-bit words (vectorised integer adds).
 inline void BM_StreamRead(benchmark::State& state) {
   const std::size_t words = (512u << 20) / 8;
