@@ -27,7 +27,7 @@ void BM_WindowScoring(benchmark::State& state) {
   for (std::size_t t = 0; t < kWindow; ++t) qpos[t] = static_cast<std::int32_t>(T - kWindow + t);
   std::vector<float> queries(kWindow * m.num_q_heads * D);
   infokv_bench::fill(queries, 2);
-  std::vector<float> scratch(infokv::policy_scratch_floats(T, D, H, G * kWindow)), row(T);
+  std::vector<float> scratch(infokv::window_attention_scratch_floats(T, D, G * kWindow)), row(T);
   infokv::layer_context<view_t, Isa> ctx;
   ctx.kv = view_t(keys.data(), keys.data(), 16 * H * D, pages.data(), 0, T, 16, H, D);
   ctx.group_size = G;

@@ -12,6 +12,7 @@
 #include "infokv/signals.hpp"
 #include "infokv/simd/isa.hpp"
 #include "infokv/status.hpp"
+#include "infokv/view/stream_view.hpp"
 
 INFOKV_BEGIN_NAMESPACE
 
@@ -60,6 +61,9 @@ concept layer_weighted_policy = eviction_policy<P, View, Isa> && requires(const 
                                                                           const layer_context<View, Isa>& ctx) {
   { p.layer_weight(ctx) } -> std::same_as<double>;
 };
+
+/// The view each built-in scorer states its conformance against, next to its definition.
+using conformance_view = stream_view<float>;
 
 /// Runs `x.check()` when the type has one (scorers and policies with parameters to validate);
 /// types without parameters are always valid.

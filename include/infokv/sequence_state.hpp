@@ -5,17 +5,24 @@
 // statistics; and every buffer an eviction needs, allocated once at construction so that
 // compress() never allocates. Created by compressor::make_state(). One state per sequence; a
 // state is used by one thread at a time.
+//
+// The members live in detail::sequence_data, listed once (members()): the state's comparison
+// and byte count are folds over that list, so a new member cannot be forgotten by either. The
+// compressor's stages (observe/, reduce/, select/, plan/) work on the data through data();
+// engines read a state through the accessors of sequence_state.
 #pragma once
 
 #include <cstddef>
-#include <cstring>
 #include <cstdint>
+#include <cstring>
+#include <span>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 
 #include "infokv/config.hpp"
 #include "infokv/model_shape.hpp"
-#include "infokv/policy/eviction_plan.hpp"
+#include "infokv/plan/eviction_plan.hpp"
 #include "infokv/signals.hpp"
 #include "infokv/view/granularity.hpp"
 
@@ -30,167 +37,237 @@ struct eviction_event {
   friend bool operator==(const eviction_event&, const eviction_event&) = default;
 };
 
+/// What a state is sized for: the model, how tokens form streams, what the policy records, the
+/// most tokens a stream holds, the policy's and the selection's scratch, and whether AdaKV's
+/// packed ranks are needed.
+struct state_layout {
+  model_shape shape{};
+  stream_granularity granularity = stream_granularity::per_sequence;
+  observation_needs needs{};
+  std::size_t capacity = 0;
+  std::size_t scratch_floats = 0;
+  std::size_t select_words = 0;  // top-k selection scratch (select_scratch_words of kv_heads x capacity)
+  bool adakv = false;
+};
+
+namespace detail {
+
+/// Every member of a sequence's state. Public so that the compressor's stages can work on it.
+struct sequence_data {
+  model_shape shape{};
+  stream_granularity granularity = stream_granularity::per_sequence;
+  observation_needs needs{};
+  std::size_t capacity = 0;
+  std::size_t streams = 0;
+  std::size_t layers_per_stream = 1;
+  std::size_t heads_per_stream = 1;
+
+  std::size_t seen = 0;                   // tokens observed (the next token's position)
+  std::size_t steps_since_eviction = 0;   // decode steps since the last eviction
+  std::size_t evictions = 0;
+  float pending_entropy = 0.0f;           // entropy of the newest token's prediction, not yet cached
+  eviction_event last_event{};
+
+  // Per-token state, slot order, moved by every compaction.
+  std::vector<std::size_t> length;        // [streams]
+  std::vector<std::int32_t> positions;    // [streams][capacity]
+  std::vector<float> entropy;             // [streams][capacity]
+  std::vector<float> evolution;           // [streams][layers_per_stream][capacity]
+  std::vector<float> accumulated;         // [streams][layers_per_stream][heads_per_stream][capacity]
+
+  std::vector<float> window_q;            // [layers][window][q_heads][head_dim]
+  std::vector<std::int32_t> window_pos;   // [window]
+  std::size_t window_count = 0;
+  std::size_t window_next = 0;
+
+  std::vector<double> query_sum;          // [layers][q_heads][head_dim]
+  std::vector<double> query_outer;        // [layers][q_heads][head_dim][head_dim]
+  std::size_t query_count = 0;
+
+  // Eviction buffers.
+  std::vector<float> layer_scores;        // [kv_heads][capacity]: one stream-layer's scores
+  std::vector<float> stream_scores;       // [kv_heads][capacity]: reduced scores per stream
+  std::vector<float> reduce_tmp;          // [capacity]: one layer's head-mean scores
+  std::vector<float> scratch;             // the policy's scratch_floats()
+  std::vector<std::uint32_t> order;       // [kv_heads][capacity]: slots sorted by position
+  std::vector<std::uint32_t> rank;        // [kv_heads * capacity]: selection candidates
+  std::vector<std::uint32_t> select_scratch;  // top-k selection scratch
+  std::vector<std::int32_t> rank_positions;   // [kv_heads * capacity]: AdaKV's packed tie order
+  std::vector<std::uint32_t> keep;        // [kv_heads][capacity]: keep flags
+  std::vector<std::size_t> new_length;    // [streams]
+  std::vector<double> layer_weights;      // [streams]
+  std::vector<double> apportion_scratch;  // [streams]
+  std::vector<std::size_t> bounds;        // [3 * streams]: lo, hi, out of apportion
+  std::vector<float> vocab_scratch;       // [vocab] for top-k entropy
+
+  // The plan of the last eviction: the first *_count entries of each buffer.
+  std::vector<stream_plan> plan_streams;  // [streams]
+  std::vector<std::uint32_t> plan_keep;   // [streams][capacity]
+  std::vector<slot_move> plan_moves;      // [streams][capacity / 2]: a stream moves at most half its slots
+  std::vector<freed_page> plan_freed;     // [streams][capacity]
+  std::size_t plan_stream_count = 0, plan_keep_count = 0, plan_move_count = 0, plan_freed_count = 0;
+
+  // Page-uniqueness check scratch, sized on first use; not part of the state's value (outside
+  // members(), counted by memory_bytes()).
+  std::vector<std::uint64_t> page_bitmap;
+
+  /// The state's value, as one list: comparison and byte count fold over it.
+  template <class Self>
+  static auto members(Self& d) noexcept {
+    return std::tie(d.shape, d.granularity, d.needs, d.capacity, d.streams, d.layers_per_stream,
+                    d.heads_per_stream, d.seen, d.steps_since_eviction, d.evictions, d.pending_entropy,
+                    d.last_event, d.length, d.positions, d.entropy, d.evolution, d.accumulated, d.window_q,
+                    d.window_pos, d.window_count, d.window_next, d.query_sum, d.query_outer, d.query_count,
+                    d.layer_scores, d.stream_scores, d.reduce_tmp, d.scratch, d.order, d.rank, d.select_scratch,
+                    d.rank_positions, d.keep, d.new_length, d.layer_weights, d.apportion_scratch, d.bounds,
+                    d.vocab_scratch, d.plan_streams, d.plan_keep, d.plan_moves, d.plan_freed,
+                    d.plan_stream_count, d.plan_keep_count, d.plan_move_count, d.plan_freed_count);
+  }
+};
+
+/// Bitwise equality: floats compare by their bytes, so a NaN left in a scratch buffer by an
+/// earlier eviction still equals itself.
+template <class T>
+[[nodiscard]] bool same_member(const std::vector<T>& x, const std::vector<T>& y) noexcept {
+  static_assert(std::is_trivially_copyable_v<T>);
+  return x.size() == y.size() && (x.empty() || std::memcmp(x.data(), y.data(), x.size() * sizeof(T)) == 0);
+}
+[[nodiscard]] inline bool same_member(float x, float y) noexcept { return std::memcmp(&x, &y, sizeof x) == 0; }
+template <class T>
+[[nodiscard]] bool same_member(const T& x, const T& y) noexcept {
+  return x == y;
+}
+
+template <class T>
+[[nodiscard]] std::size_t member_bytes(const std::vector<T>& x) noexcept {
+  return x.capacity() * sizeof(T);
+}
+template <class T>
+[[nodiscard]] std::size_t member_bytes(const T&) noexcept {
+  return 0;  // scalars live in the state object itself
+}
+
+}  // namespace detail
+
 class sequence_state {
  public:
   sequence_state() = default;
+  /// Every buffer sized for `layout` here, so that compress() never allocates.
+  explicit sequence_state(const state_layout& layout) { size_for(layout); }
 
   /// Tokens this sequence has seen (the position the next token gets).
-  [[nodiscard]] std::size_t tokens_seen() const noexcept { return seen_; }
-  [[nodiscard]] std::size_t num_streams() const noexcept { return streams_; }
-  [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
-  [[nodiscard]] std::size_t length(std::size_t stream) const noexcept { return length_[stream]; }
-  [[nodiscard]] std::size_t evictions() const noexcept { return evictions_; }
-  [[nodiscard]] const eviction_event& last_event() const noexcept { return last_event_; }
+  [[nodiscard]] std::size_t tokens_seen() const noexcept { return d_.seen; }
+  [[nodiscard]] std::size_t num_streams() const noexcept { return d_.streams; }
+  [[nodiscard]] std::size_t capacity() const noexcept { return d_.capacity; }
+  [[nodiscard]] std::size_t length(std::size_t stream) const noexcept { return d_.length[stream]; }
+  [[nodiscard]] std::size_t evictions() const noexcept { return d_.evictions; }
+  [[nodiscard]] const eviction_event& last_event() const noexcept { return d_.last_event; }
   [[nodiscard]] const std::int32_t* positions(std::size_t stream) const noexcept {
-    return positions_.data() + stream * capacity_;
+    return d_.positions.data() + stream * d_.capacity;
   }
   [[nodiscard]] const float* entropies(std::size_t stream) const noexcept {
-    return entropy_.empty() ? nullptr : entropy_.data() + stream * capacity_;
+    return d_.entropy.empty() ? nullptr : d_.entropy.data() + stream * d_.capacity;
   }
   /// The plan of the last eviction (empty when the last call evicted nothing).
   [[nodiscard]] eviction_plan last_plan() const noexcept {
-    if (!last_event_.evicted) return {};
-    return {std::span<const stream_plan>(plan_streams_.data(), plan_stream_count_),
-            std::span<const std::uint32_t>(plan_keep_.data(), plan_keep_count_),
-            std::span<const slot_move>(plan_moves_.data(), plan_move_count_),
-            std::span<const freed_page>(plan_freed_.data(), plan_freed_count_)};
-  }
-  /// Equal states behave identically from here on (used by tests of the no-change guarantee).
-  /// Bitwise: float members compare by their bytes, so a NaN left in a scratch buffer by an
-  /// earlier eviction still equals itself. The page-check bitmap is scratch and not compared.
-  friend bool operator==(const sequence_state& a, const sequence_state& b) noexcept {
-    return same(a.shape_, b.shape_) &&
-           same(a.granularity_, b.granularity_) &&
-           same(a.needs_, b.needs_) &&
-           same(a.capacity_, b.capacity_) &&
-           same(a.streams_, b.streams_) &&
-           same(a.layers_per_stream_, b.layers_per_stream_) &&
-           same(a.heads_per_stream_, b.heads_per_stream_) &&
-           same(a.seen_, b.seen_) &&
-           same(a.steps_since_eviction_, b.steps_since_eviction_) &&
-           same(a.evictions_, b.evictions_) &&
-           same(a.pending_entropy_, b.pending_entropy_) &&
-           same(a.last_event_, b.last_event_) &&
-           same(a.length_, b.length_) &&
-           same(a.positions_, b.positions_) &&
-           same(a.entropy_, b.entropy_) &&
-           same(a.evolution_, b.evolution_) &&
-           same(a.accumulated_, b.accumulated_) &&
-           same(a.window_q_, b.window_q_) &&
-           same(a.window_pos_, b.window_pos_) &&
-           same(a.window_count_, b.window_count_) &&
-           same(a.window_next_, b.window_next_) &&
-           same(a.query_sum_, b.query_sum_) &&
-           same(a.query_outer_, b.query_outer_) &&
-           same(a.query_count_, b.query_count_) &&
-           same(a.layer_scores_, b.layer_scores_) &&
-           same(a.stream_scores_, b.stream_scores_) &&
-           same(a.reduce_tmp_, b.reduce_tmp_) &&
-           same(a.scratch_, b.scratch_) &&
-           same(a.order_, b.order_) &&
-           same(a.rank_, b.rank_) &&
-           same(a.select_scratch_, b.select_scratch_) &&
-           same(a.rank_positions_, b.rank_positions_) &&
-           same(a.keep_, b.keep_) &&
-           same(a.new_length_, b.new_length_) &&
-           same(a.layer_weights_, b.layer_weights_) &&
-           same(a.apportion_scratch_, b.apportion_scratch_) &&
-           same(a.bounds_, b.bounds_) &&
-           same(a.vocab_scratch_, b.vocab_scratch_) &&
-           same(a.plan_streams_, b.plan_streams_) &&
-           same(a.plan_keep_, b.plan_keep_) &&
-           same(a.plan_moves_, b.plan_moves_) &&
-           same(a.plan_freed_, b.plan_freed_) &&
-           same(a.plan_stream_count_, b.plan_stream_count_) &&
-           same(a.plan_keep_count_, b.plan_keep_count_) &&
-           same(a.plan_move_count_, b.plan_move_count_) &&
-           same(a.plan_freed_count_, b.plan_freed_count_);
+    if (!d_.last_event.evicted) return {};
+    return {std::span<const stream_plan>(d_.plan_streams.data(), d_.plan_stream_count),
+            std::span<const std::uint32_t>(d_.plan_keep.data(), d_.plan_keep_count),
+            std::span<const slot_move>(d_.plan_moves.data(), d_.plan_move_count),
+            std::span<const freed_page>(d_.plan_freed.data(), d_.plan_freed_count)};
   }
 
-  /// Bytes this state holds (grows with capacity, never with steps).
-  [[nodiscard]] std::size_t memory_bytes() const noexcept {
-    return positions_.capacity() * 4 + entropy_.capacity() * 4 + evolution_.capacity() * 4 +
-           accumulated_.capacity() * 4 + window_q_.capacity() * 4 + window_pos_.capacity() * 4 +
-           query_sum_.capacity() * 8 + query_outer_.capacity() * 8 + layer_scores_.capacity() * 4 +
-           stream_scores_.capacity() * 4 + reduce_tmp_.capacity() * 4 + scratch_.capacity() * 4 + order_.capacity() * 4 +
-           rank_.capacity() * 4 + select_scratch_.capacity() * 4 + rank_positions_.capacity() * 4 + keep_.capacity() * 4 + plan_keep_.capacity() * 4 +
-           plan_moves_.capacity() * sizeof(slot_move) + plan_freed_.capacity() * sizeof(freed_page) +
-           plan_streams_.capacity() * sizeof(stream_plan) + vocab_scratch_.capacity() * 4 +
-           bitmap_.words.capacity() * 8 + length_.capacity() * 8 + new_length_.capacity() * 8 +
-           layer_weights_.capacity() * 8 + apportion_scratch_.capacity() * 8 + bounds_.capacity() * 8;
+  /// Equal states behave identically from here on (used by tests of the no-change guarantee).
+  /// Bitwise over every member of the list; the page-check bitmap is scratch and not compared.
+  friend bool operator==(const sequence_state& a, const sequence_state& b) noexcept {
+    return std::apply(
+        [&](const auto&... x) {
+          return std::apply([&](const auto&... y) { return (detail::same_member(x, y) && ...); },
+                            detail::sequence_data::members(b.d_));
+        },
+        detail::sequence_data::members(a.d_));
   }
+
+  /// Bytes this state holds on the heap (grows with capacity, never with steps).
+  [[nodiscard]] std::size_t memory_bytes() const noexcept {
+    const std::size_t listed =
+        std::apply([](const auto&... x) { return (detail::member_bytes(x) + ...); }, detail::sequence_data::members(d_));
+    return listed + detail::member_bytes(d_.page_bitmap);
+  }
+
+  /// Moves stream s's per-token state from slot src to slot dst (a compaction's slot move).
+  void move_slot(std::size_t s, std::size_t src, std::size_t dst) noexcept {
+    const std::size_t C = d_.capacity, Ls = d_.layers_per_stream, Hs = d_.heads_per_stream;
+    d_.positions[s * C + dst] = d_.positions[s * C + src];
+    if (!d_.entropy.empty()) d_.entropy[s * C + dst] = d_.entropy[s * C + src];
+    if (!d_.evolution.empty())
+      for (std::size_t a = 0; a < Ls; ++a) d_.evolution[(s * Ls + a) * C + dst] = d_.evolution[(s * Ls + a) * C + src];
+    if (!d_.accumulated.empty())
+      for (std::size_t r = 0; r < Ls * Hs; ++r)
+        d_.accumulated[(s * Ls * Hs + r) * C + dst] = d_.accumulated[(s * Ls * Hs + r) * C + src];
+  }
+
+  /// The members, for the compressor's stages. Engines use the accessors above.
+  [[nodiscard]] detail::sequence_data& data() noexcept { return d_; }
+  [[nodiscard]] const detail::sequence_data& data() const noexcept { return d_; }
 
  private:
-  template <class Policy, class Isa>
-  friend class compressor;
-
-  template <class T>
-  [[nodiscard]] static bool same(const std::vector<T>& x, const std::vector<T>& y) noexcept {
-    static_assert(std::is_trivially_copyable_v<T>);
-    return x.size() == y.size() && (x.empty() || std::memcmp(x.data(), y.data(), x.size() * sizeof(T)) == 0);
+  void size_for(const state_layout& lay) {
+    const model_shape& m = lay.shape;
+    const observation_needs& n = lay.needs;
+    d_.shape = m;
+    d_.granularity = lay.granularity;
+    d_.needs = n;
+    d_.capacity = lay.capacity;
+    const std::size_t L = m.num_layers, H = m.num_kv_heads, C = lay.capacity;
+    switch (lay.granularity) {
+      case stream_granularity::per_sequence:
+        d_.streams = 1, d_.layers_per_stream = L, d_.heads_per_stream = H;
+        break;
+      case stream_granularity::per_layer:
+        d_.streams = L, d_.layers_per_stream = 1, d_.heads_per_stream = H;
+        break;
+      case stream_granularity::per_layer_head:
+        d_.streams = L * H, d_.layers_per_stream = 1, d_.heads_per_stream = 1;
+        break;
+    }
+    const std::size_t S = d_.streams;
+    d_.length.assign(S, 0);
+    d_.new_length.assign(S, 0);
+    d_.positions.assign(S * C, 0);
+    if (n.entropy_top_k != 0) {
+      d_.entropy.assign(S * C, 0.0f);
+      d_.vocab_scratch.assign(m.vocab_size, 0.0f);
+    }
+    if (n.evolution) d_.evolution.assign(S * C * d_.layers_per_stream, 0.0f);
+    if (n.attention) d_.accumulated.assign(S * C * d_.layers_per_stream * d_.heads_per_stream, 0.0f);
+    if (n.window != 0) {
+      d_.window_q.assign(L * n.window * m.num_q_heads * m.head_dim, 0.0f);
+      d_.window_pos.assign(n.window, 0);
+    }
+    if (n.query_stats) {
+      d_.query_sum.assign(L * m.num_q_heads * m.head_dim, 0.0);
+      if (n.query_covariance) d_.query_outer.assign(L * m.num_q_heads * m.head_dim * m.head_dim, 0.0);
+    }
+    d_.layer_scores.assign(H * C, 0.0f);
+    d_.stream_scores.assign(H * C, 0.0f);
+    d_.reduce_tmp.assign(C, 0.0f);
+    d_.scratch.assign(lay.scratch_floats, 0.0f);
+    d_.order.assign(H * C, 0);
+    d_.rank.assign(H * C, 0);
+    d_.select_scratch.assign(lay.select_words, 0);
+    if (lay.adakv) d_.rank_positions.assign(H * C, 0);
+    d_.keep.assign(H * C, 0);
+    d_.layer_weights.assign(S, 0.0);
+    d_.apportion_scratch.assign(S, 0.0);
+    d_.bounds.assign(3 * S, 0);
+    d_.plan_streams.resize(S);
+    d_.plan_keep.resize(S * C);
+    d_.plan_moves.resize(S * (C / 2));
+    d_.plan_freed.resize(S * C);
   }
-  [[nodiscard]] static bool same(float x, float y) noexcept { return std::memcmp(&x, &y, sizeof x) == 0; }
-  template <class T>
-  [[nodiscard]] static bool same(const T& x, const T& y) noexcept {
-    return x == y;
-  }
 
-
-  model_shape shape_{};
-  stream_granularity granularity_ = stream_granularity::per_sequence;
-  observation_needs needs_{};
-  std::size_t capacity_ = 0;
-  std::size_t streams_ = 0;
-  std::size_t layers_per_stream_ = 1;
-  std::size_t heads_per_stream_ = 1;
-
-  std::size_t seen_ = 0;
-  std::size_t steps_since_eviction_ = 0;
-  std::size_t evictions_ = 0;
-  float pending_entropy_ = 0.0f;
-  eviction_event last_event_{};
-
-  std::vector<std::size_t> length_;        // [streams]
-  std::vector<std::int32_t> positions_;    // [streams][capacity]
-  std::vector<float> entropy_;             // [streams][capacity]
-  std::vector<float> evolution_;           // [streams][layers_per_stream][capacity]
-  std::vector<float> accumulated_;         // [streams][layers_per_stream][heads_per_stream][capacity]
-
-  std::vector<float> window_q_;            // [layers][window][q_heads][head_dim]
-  std::vector<std::int32_t> window_pos_;   // [window]
-  std::size_t window_count_ = 0;
-  std::size_t window_next_ = 0;
-
-  std::vector<double> query_sum_;          // [layers][q_heads][head_dim]
-  std::vector<double> query_outer_;        // [layers][q_heads][head_dim][head_dim]
-  std::size_t query_count_ = 0;
-
-  // Eviction buffers.
-  std::vector<float> layer_scores_;        // [kv_heads][capacity]: one stream-layer's scores
-  std::vector<float> stream_scores_;       // [kv_heads][capacity]: reduced scores per stream
-  std::vector<float> reduce_tmp_;          // [capacity]: one layer's head-mean scores
-  std::vector<float> scratch_;             // policy scratch
-  std::vector<std::uint32_t> order_;       // [kv_heads][capacity]: slots sorted by position
-  std::vector<std::uint32_t> rank_;        // [kv_heads * capacity]: selection candidates
-  std::vector<std::uint32_t> select_scratch_;  // top-k selection scratch
-  std::vector<std::int32_t> rank_positions_;   // [kv_heads * capacity]: AdaKV's packed tie order
-  std::vector<std::uint32_t> keep_;        // [kv_heads][capacity]: keep flags
-  std::vector<std::size_t> new_length_;    // [streams]
-  std::vector<double> layer_weights_;      // [streams]
-  std::vector<double> apportion_scratch_;  // [streams]
-  std::vector<std::size_t> bounds_;        // [3 * streams]: lo, hi, out of apportion
-  std::vector<float> vocab_scratch_;       // [vocab] for top-k entropy
-  // Page-uniqueness check scratch, sized on first use; not part of the state's value.
-  struct scratch_words {
-    std::vector<std::uint64_t> words;
-    friend bool operator==(const scratch_words&, const scratch_words&) noexcept { return true; }
-  } bitmap_;
-
-  std::vector<stream_plan> plan_streams_;
-  std::vector<std::uint32_t> plan_keep_;
-  std::vector<slot_move> plan_moves_;
-  std::vector<freed_page> plan_freed_;
-  std::size_t plan_stream_count_ = 0, plan_keep_count_ = 0, plan_move_count_ = 0, plan_freed_count_ = 0;
+  detail::sequence_data d_;
 };
 
 INFOKV_END_NAMESPACE

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "infokv/element_types.hpp"
-#include "infokv/policy/eviction_plan.hpp"
+#include "infokv/plan/eviction_plan.hpp"
 #include "infokv/view/granularity.hpp"
 #include "infokv/view/layout.hpp"
 #include "infokv/view/paged_kv_cache_view.hpp"

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Each scorer against small cases computed by hand from its formula (DESIGN §3, kvpress).
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 #include <random>
@@ -31,7 +32,13 @@ struct tiny {
     std::iota(positions.begin(), positions.end(), 0);
     order.resize(T);
     std::iota(order.begin(), order.end(), 0u);
-    scratch.assign(infokv::policy_scratch_floats(T, 2, 1, 8), 0.0f);
+    // The most any built-in policy declares for this stream (windows of up to 8 queries here;
+    // InfoKV's default window of 64 bounds them all).
+    const infokv::scratch_shape sh{T, 2, 1, group};
+    scratch.assign(std::max({infokv::scratch_floats_of(infokv::make_infokv(), sh),
+                             infokv::scratch_floats_of(infokv::make_rkv(), sh),
+                             infokv::scratch_floats_of(infokv::make_expected_attention(), sh)}),
+                   0.0f);
     ctx.kv = view_t(keys.data(), values.data(), 2 * T, nullptr, 0, T, T, 1, 2);
     ctx.group_size = group;
     ctx.num_q_heads = group;
@@ -278,7 +285,7 @@ TEST(ExpectedAttentionScorerTest, UsesTheStatedThetaAndPairing) {
       for (std::size_t c = 0; c < D; ++c) outer[r * D + c] += static_cast<double>(x[r]) * x[c];
     }
   }
-  std::vector<float> scratch(infokv::policy_scratch_floats(T, D, 1, 8), 0.0f);
+  std::vector<float> scratch(infokv::expected_attention_scorer{}.scratch_floats({T, D, 1, 1}), 0.0f);
   std::vector<std::int32_t> positions(T);
   std::iota(positions.begin(), positions.end(), 0);
   infokv::layer_context<view_t> ctx;

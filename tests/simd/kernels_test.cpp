@@ -149,7 +149,7 @@ TYPED_TEST(KernelTest, WindowAttentionGemmMatchesReference) {
     for (std::size_t i = 0; i < T; ++i) pos[i] = static_cast<std::int32_t>((i * 37) % T);  // scrambled slots
     for (std::size_t t = 0; t < W; ++t) qpos[t] = static_cast<std::int32_t>(T - 1 - (t * 3) % W);
     const auto queries = this->normal(W * 2 * G * D);
-    std::vector<float> scratch(infokv::policy_scratch_floats(T, D, 2, G * W));
+    std::vector<float> scratch(infokv::window_attention_scratch_floats(T, D, G * W));
     infokv::layer_context<view_t, TypeParam> ctx;
     ctx.kv = view_t(keys.data(), keys.data(), 2 * D * T, nullptr, 0, T, T, 2, D);
     ctx.group_size = G;

@@ -75,7 +75,7 @@ struct window_fixture {
     // Scaled so that attention is peaked: the softmax statistics of every chunk matter.
     queries.resize(W * G * D);
     for (auto& q : queries) q = 2.0f * N(rng);
-    scratch.assign(infokv::policy_scratch_floats(T, D, 1, G * W), 0.0f);
+    scratch.assign(infokv::window_attention_scratch_floats(T, D, G * W), 0.0f);
     fast.assign(T, 0.0f);
     ref.assign(T, 0.0f);
     logits.assign(T, 0.0f);

@@ -14,7 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "infokv/policy/eviction_plan.hpp"
+#include "infokv/plan/eviction_plan.hpp"
 #include "infokv/view/paged_kv_cache_view.hpp"
 
 INFOKV_BEGIN_NAMESPACE

@@ -52,6 +52,14 @@ using random_policy = scorer_policy<random_scorer>;
   p.tau = tau;
   return p;
 }
+static_assert(eviction_policy<streaming_llm_policy, conformance_view> && eviction_policy<h2o_policy, conformance_view> &&
+              eviction_policy<tova_policy, conformance_view> && eviction_policy<snapkv_policy, conformance_view> &&
+              eviction_policy<knorm_policy, conformance_view> &&
+              eviction_policy<expected_attention_policy, conformance_view> &&
+              eviction_policy<rkv_policy, conformance_view> && eviction_policy<random_policy, conformance_view> &&
+              layer_weighted_policy<infokv_policy<>, conformance_view>,
+              "every built-in policy must satisfy eviction_policy (InfoKV also layer_weighted_policy)");
+
 [[nodiscard]] constexpr infokv_policy<> make_infokv_adaptive(float alpha = 0.9f, float tau = 1.0f) noexcept {
   infokv_policy<> p = make_infokv(alpha, tau);
   p.preferred_schedule = budget_schedule::infokv_adaptive;

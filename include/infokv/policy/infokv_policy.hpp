@@ -14,6 +14,7 @@
 
 #include "infokv/concepts.hpp"
 #include "infokv/config.hpp"
+#include "infokv/scorer/scratch.hpp"
 #include "infokv/scorer/attention.hpp"
 #include "infokv/scorer/layer_evolution.hpp"
 #include "infokv/scorer/token_entropy.hpp"
@@ -37,6 +38,15 @@ struct infokv_policy {
   }
   [[nodiscard]] constexpr observation_needs needs() const noexcept {
     return attention.needs().merged(entropy.needs()).merged(evolution.needs());
+  }
+
+  /// Two [heads x T] matrices for E's parts, then the largest of the parts' own scratch (the
+  /// parts score one after another).
+  [[nodiscard]] constexpr std::size_t scratch_floats(const scratch_shape& s) const noexcept {
+    const std::size_t a = scratch_floats_of(attention, s), e = scratch_floats_of(entropy, s);
+    const std::size_t v = scratch_floats_of(evolution, s);
+    const std::size_t parts = a > e ? (a > v ? a : v) : (e > v ? e : v);
+    return 2 * s.heads * s.tokens + parts;
   }
 
   /// alpha in [0, 1], tau finite and >= 0, and every part's own parameters.

@@ -3,11 +3,13 @@
 // these (see policy/baselines.hpp), and so is any scorer a user writes.
 #pragma once
 
+#include <cstddef>
 #include <string_view>
 #include <utility>
 
 #include "infokv/concepts.hpp"
 #include "infokv/config.hpp"
+#include "infokv/scorer/scratch.hpp"
 #include "infokv/select/budget.hpp"
 
 INFOKV_BEGIN_NAMESPACE
@@ -21,6 +23,9 @@ struct scorer_policy {
   [[nodiscard]] constexpr std::string_view name() const noexcept { return label; }
   [[nodiscard]] constexpr observation_needs needs() const noexcept { return scorer.needs(); }
   [[nodiscard]] constexpr status check() const noexcept { return check_parameters(scorer); }
+  [[nodiscard]] constexpr std::size_t scratch_floats(const scratch_shape& s) const noexcept {
+    return scratch_floats_of(scorer, s);
+  }
   template <kv_view View, class Isa>
     requires token_scorer<Scorer, View, Isa>
   [[nodiscard]] status score(const layer_context<View, Isa>& ctx, score_matrix out) const noexcept {

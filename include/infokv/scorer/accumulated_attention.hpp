@@ -11,6 +11,7 @@
 
 #include "infokv/concepts.hpp"
 #include "infokv/config.hpp"
+#include "infokv/scorer/scratch.hpp"
 
 INFOKV_BEGIN_NAMESPACE
 
@@ -22,6 +23,8 @@ struct accumulated_attention_scorer {
     n.attention = true;
     return n;
   }
+  /// No scratch: the sums were accumulated at observe time.
+  [[nodiscard]] constexpr std::size_t scratch_floats(const scratch_shape&) const noexcept { return 0; }
   template <kv_view View, class Isa>
   [[nodiscard]] status score(const layer_context<View, Isa>& ctx, score_matrix out) const noexcept {
     if (ctx.accumulated == nullptr) return errc::missing_signal;
@@ -40,5 +43,6 @@ struct accumulated_attention_scorer {
     return {};
   }
 };
+static_assert(token_scorer<accumulated_attention_scorer, conformance_view>, "accumulated_attention_scorer must satisfy token_scorer");
 
 INFOKV_END_NAMESPACE

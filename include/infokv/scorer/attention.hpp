@@ -8,6 +8,7 @@
 
 #include "infokv/concepts.hpp"
 #include "infokv/config.hpp"
+#include "infokv/scorer/scratch.hpp"
 #include "infokv/scorer/window_attention.hpp"
 
 INFOKV_BEGIN_NAMESPACE
@@ -26,6 +27,12 @@ struct attention_scorer {
   [[nodiscard]] constexpr status check() const noexcept {
     return (kernel % 2 == 0 || window == 0) ? status{errc::invalid_config} : status{};
   }
+  /// The window-attention layout for the window's queries of the group, then [T] logits and
+  /// the pooling's [2T] (the two are used one after the other).
+  [[nodiscard]] constexpr std::size_t scratch_floats(const scratch_shape& s) const noexcept {
+    const std::size_t gemm = window_attention_scratch_floats(s.tokens, s.head_dim, s.group_size * window);
+    return gemm > 3 * s.tokens ? gemm : 3 * s.tokens;
+  }
   template <kv_view View, class Isa>
   [[nodiscard]] status score(const layer_context<View, Isa>& ctx, score_matrix out) const noexcept {
     INFOKV_TRY(check());
@@ -40,5 +47,6 @@ struct attention_scorer {
     return {};
   }
 };
+static_assert(token_scorer<attention_scorer, conformance_view>, "attention_scorer must satisfy token_scorer");
 
 INFOKV_END_NAMESPACE

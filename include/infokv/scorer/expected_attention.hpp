@@ -13,6 +13,7 @@
 
 #include "infokv/concepts.hpp"
 #include "infokv/config.hpp"
+#include "infokv/scorer/scratch.hpp"
 #include "infokv/simd/kernels.hpp"
 
 INFOKV_BEGIN_NAMESPACE
@@ -38,6 +39,12 @@ struct expected_attention_scorer {
     return {};
   }
 
+  /// [T] logits, [T] sums, [D/2] mean cos and sin, [D] rotated and unrotated means, and three
+  /// [D x D] matrices (rotated covariance, R * Sigma, Sigma).
+  [[nodiscard]] constexpr std::size_t scratch_floats(const scratch_shape& s) const noexcept {
+    const std::size_t D = s.head_dim;
+    return 2 * s.tokens + 2 * (D / 2) + 2 * D + 3 * D * D;
+  }
   template <kv_view View, class Isa>
   [[nodiscard]] status score(const layer_context<View, Isa>& ctx, score_matrix out) const noexcept {
     INFOKV_TRY(check());
@@ -130,5 +137,6 @@ struct expected_attention_scorer {
     return {};
   }
 };
+static_assert(token_scorer<expected_attention_scorer, conformance_view>, "expected_attention_scorer must satisfy token_scorer");
 
 INFOKV_END_NAMESPACE

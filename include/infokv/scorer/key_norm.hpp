@@ -7,12 +7,15 @@
 
 #include "infokv/concepts.hpp"
 #include "infokv/config.hpp"
+#include "infokv/scorer/scratch.hpp"
 #include "infokv/simd/kernels.hpp"
 
 INFOKV_BEGIN_NAMESPACE
 
 struct key_norm_scorer {
   [[nodiscard]] constexpr observation_needs needs() const noexcept { return {}; }
+  /// No scratch: one norm per key.
+  [[nodiscard]] constexpr std::size_t scratch_floats(const scratch_shape&) const noexcept { return 0; }
   template <kv_view View, class Isa>
   [[nodiscard]] status score(const layer_context<View, Isa>& ctx, score_matrix out) const noexcept {
     // Token-outer: every head of a slot is read while its page is hot (one pass over the keys).
@@ -22,5 +25,6 @@ struct key_norm_scorer {
     return {};
   }
 };
+static_assert(token_scorer<key_norm_scorer, conformance_view>, "key_norm_scorer must satisfy token_scorer");
 
 INFOKV_END_NAMESPACE

@@ -7,6 +7,7 @@
 
 #include "infokv/concepts.hpp"
 #include "infokv/config.hpp"
+#include "infokv/scorer/scratch.hpp"
 #include "infokv/scorer/window_attention.hpp"
 
 INFOKV_BEGIN_NAMESPACE
@@ -17,6 +18,10 @@ struct last_query_scorer {
     n.window = 1;
     return n;
   }
+  /// The window-attention layout for one query per query head of the group.
+  [[nodiscard]] constexpr std::size_t scratch_floats(const scratch_shape& s) const noexcept {
+    return window_attention_scratch_floats(s.tokens, s.head_dim, s.group_size);
+  }
   template <kv_view View, class Isa>
   [[nodiscard]] status score(const layer_context<View, Isa>& ctx, score_matrix out) const noexcept {
     for (std::size_t h = 0; h < out.heads; ++h)
@@ -25,5 +30,6 @@ struct last_query_scorer {
     return {};
   }
 };
+static_assert(token_scorer<last_query_scorer, conformance_view>, "last_query_scorer must satisfy token_scorer");
 
 INFOKV_END_NAMESPACE

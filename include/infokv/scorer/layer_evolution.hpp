@@ -7,6 +7,7 @@
 
 #include "infokv/concepts.hpp"
 #include "infokv/config.hpp"
+#include "infokv/scorer/scratch.hpp"
 
 INFOKV_BEGIN_NAMESPACE
 
@@ -16,6 +17,8 @@ struct layer_evolution_scorer {
     n.evolution = true;
     return n;
   }
+  /// No scratch: the distances were recorded at observe time.
+  [[nodiscard]] constexpr std::size_t scratch_floats(const scratch_shape&) const noexcept { return 0; }
   template <kv_view View, class Isa>
   [[nodiscard]] status score(const layer_context<View, Isa>& ctx, score_matrix out) const noexcept {
     if (ctx.evolution == nullptr) return errc::missing_signal;
@@ -25,5 +28,6 @@ struct layer_evolution_scorer {
     return {};
   }
 };
+static_assert(token_scorer<layer_evolution_scorer, conformance_view>, "layer_evolution_scorer must satisfy token_scorer");
 
 INFOKV_END_NAMESPACE

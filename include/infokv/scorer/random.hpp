@@ -8,6 +8,7 @@
 
 #include "infokv/concepts.hpp"
 #include "infokv/config.hpp"
+#include "infokv/scorer/scratch.hpp"
 
 INFOKV_BEGIN_NAMESPACE
 
@@ -25,6 +26,8 @@ struct random_scorer {
   std::uint64_t seed = 0;
 
   [[nodiscard]] constexpr observation_needs needs() const noexcept { return {}; }
+  /// No scratch: one hash per slot.
+  [[nodiscard]] constexpr std::size_t scratch_floats(const scratch_shape&) const noexcept { return 0; }
   template <kv_view View, class Isa>
   [[nodiscard]] status score(const layer_context<View, Isa>& ctx, score_matrix out) const noexcept {
     for (std::size_t h = 0; h < out.heads; ++h) {
@@ -38,5 +41,6 @@ struct random_scorer {
     return {};
   }
 };
+static_assert(token_scorer<random_scorer, conformance_view>, "random_scorer must satisfy token_scorer");
 
 INFOKV_END_NAMESPACE

@@ -7,11 +7,14 @@
 
 #include "infokv/concepts.hpp"
 #include "infokv/config.hpp"
+#include "infokv/scorer/scratch.hpp"
 
 INFOKV_BEGIN_NAMESPACE
 
 struct recency_scorer {
   [[nodiscard]] constexpr observation_needs needs() const noexcept { return {}; }
+  /// No scratch: the score is the position.
+  [[nodiscard]] constexpr std::size_t scratch_floats(const scratch_shape&) const noexcept { return 0; }
   template <kv_view View, class Isa>
   [[nodiscard]] status score(const layer_context<View, Isa>& ctx, score_matrix out) const noexcept {
     for (std::size_t h = 0; h < out.heads; ++h)
@@ -19,5 +22,6 @@ struct recency_scorer {
     return {};
   }
 };
+static_assert(token_scorer<recency_scorer, conformance_view>, "recency_scorer must satisfy token_scorer");
 
 INFOKV_END_NAMESPACE

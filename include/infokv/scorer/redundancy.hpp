@@ -11,6 +11,7 @@
 
 #include "infokv/concepts.hpp"
 #include "infokv/config.hpp"
+#include "infokv/scorer/scratch.hpp"
 #include "infokv/scorer/window_attention.hpp"
 #include "infokv/simd/kernels.hpp"
 
@@ -32,6 +33,12 @@ struct redundancy_scorer {
     if (kernel % 2 == 0 || window == 0 || !(lambda >= 0.0f && lambda <= 1.0f)) return errc::invalid_config;
     return {};
   }
+  [[nodiscard]] static constexpr std::size_t padded_tokens(std::size_t t) noexcept { return (t + 31) / 32 * 32; }
+  /// [T] logits, [T] redundancy, [2T] pooling then similarity row and norms (each block
+  /// padded to 32), then one key converted to float.
+  [[nodiscard]] constexpr std::size_t scratch_floats(const scratch_shape& s) const noexcept {
+    return 4 * padded_tokens(s.tokens) + s.head_dim;
+  }
   template <kv_view View, class Isa>
   [[nodiscard]] status score(const layer_context<View, Isa>& ctx, score_matrix out) const noexcept {
     INFOKV_TRY(check());
@@ -49,7 +56,7 @@ struct redundancy_scorer {
       // are computed once (the pooling scratch's second half is free again) and each key a is
       // converted to float once, so the O(T^2) part is one SIMD dot per pair.
       float* norms = tmp + T;
-      float* key_a = ctx.scratch.data() + 4 * ((T + 31) / 32 * 32);  // past the 4T block: see scorer_scratch_floats
+      float* key_a = ctx.scratch.data() + 4 * padded_tokens(T);  // past the 4T block: see scratch_floats
       for (std::size_t b = 0; b < T; ++b)
         norms[b] = std::sqrt(simd::squared_norm(Isa{}, ctx.kv.key(ctx.order[b], h), D)) + 1e-8f;
       std::fill(red, red + T, 0.0f);
@@ -78,5 +85,6 @@ struct redundancy_scorer {
     return {};
   }
 };
+static_assert(token_scorer<redundancy_scorer, conformance_view>, "redundancy_scorer must satisfy token_scorer");
 
 INFOKV_END_NAMESPACE

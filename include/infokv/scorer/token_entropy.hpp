@@ -9,6 +9,7 @@
 
 #include "infokv/concepts.hpp"
 #include "infokv/config.hpp"
+#include "infokv/scorer/scratch.hpp"
 
 INFOKV_BEGIN_NAMESPACE
 
@@ -23,6 +24,8 @@ struct token_entropy_scorer {
   [[nodiscard]] constexpr status check() const noexcept {
     return top_k == 0 ? status{errc::invalid_config} : status{};
   }
+  /// No scratch: the entropies were recorded at observe time.
+  [[nodiscard]] constexpr std::size_t scratch_floats(const scratch_shape&) const noexcept { return 0; }
   template <kv_view View, class Isa>
   [[nodiscard]] status score(const layer_context<View, Isa>& ctx, score_matrix out) const noexcept {
     if (ctx.entropy == nullptr) return errc::missing_signal;
@@ -31,5 +34,6 @@ struct token_entropy_scorer {
     return {};
   }
 };
+static_assert(token_scorer<token_entropy_scorer, conformance_view>, "token_entropy_scorer must satisfy token_scorer");
 
 INFOKV_END_NAMESPACE

@@ -12,6 +12,7 @@
 
 #include "infokv/config.hpp"
 #include "infokv/scorer/layer_context.hpp"
+#include "infokv/scorer/window_attention_layout.hpp"
 #include "infokv/simd/kernels.hpp"
 #include "infokv/status.hpp"
 
