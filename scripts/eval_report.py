@@ -1,16 +1,13 @@
 #!/usr/bin/env python3
-# Tables (results.md) and plots (PNG, matplotlib) from the CSV files infokv_eval writes.
-# usage: scripts/eval_report.py OUT_DIR
+# Tables (results.md) and plots (PNG, matplotlib) from the CSV files infokv_eval writes. Which
+# policies are attention-only comes from the run's policies.csv (the policy registry of the
+# infokv_eval that wrote the results; `infokv_eval --list-policies` prints it).
+# usage: scripts/eval_report.py OUT_DIR [--beside OTHER_OUT_DIR]
 import csv
 import os
 import re
 import sys
 from collections import defaultdict
-
-# Policies that rank tokens by (expected) attention weight alone: the paper's "attention-based
-# compression" that InfoKV is meant to improve on.
-ATTENTION_ONLY = ["snapkv", "pyramidkv", "h2o", "tova", "expected-attention", "snapkv@per_sequence"]
-INFOKV = ["infokv", "infokv-adaptive", "infokv@per_sequence"]
 
 
 def rows(path):
@@ -18,6 +15,35 @@ def rows(path):
         return []
     with open(path) as f:
         return list(csv.DictReader(f))
+
+
+def base_policy(label):
+    """The policy a label runs: 'snapkv:kernel=5,sinks=0@per_layer_head' -> 'snapkv'."""
+    return re.split(r"[:@]", label, maxsplit=1)[0]
+
+
+def policy_registry(out):
+    """(name, family) of every policy, in registry order, from OUT/policies.csv."""
+    path = os.path.join(out, "policies.csv")
+    reg = [(r["name"], r["family"]) for r in rows(path)]
+    if not reg:
+        sys.exit(f"no policies.csv in {out}: infokv_eval writes it with every run; for results made before it "
+                 f"did, write it with `infokv_eval --list-policies > {path}`")
+    return reg
+
+
+def attention_only(registry, quality):
+    """Policies that rank tokens by (expected) attention weight alone: the paper's "attention-based
+    compression" that InfoKV is meant to improve on. The registry's attention-only policies, then
+    every other label of the run that runs one of them (another granularity or other settings),
+    in the order the run wrote them."""
+    names = [n for n, family in registry if family == "attention-only"]
+    labels = []
+    for r in quality:
+        pol = r["policy"]
+        if pol not in names and pol not in labels and base_policy(pol) in names:
+            labels.append(pol)
+    return names + labels
 
 
 def mean(xs):
@@ -71,19 +97,19 @@ def infokv_settings(agg):
                 yield sc, c, p, b, get, pols
 
 
-def summary(agg, lines):
+def summary(agg, lines, attention):
     """One row per setting: InfoKV against the best attention-only baseline by each metric."""
     lines.append("## Summary: InfoKV against the best attention-only baseline\n")
     lines.append("Delta NLL (nats per token) and mean KL(p_full || p) against the full cache, lower is better; "
-                 "attention-only: " + ", ".join(ATTENTION_ONLY) + "; best of all over every compressed policy; "
+                 "attention-only: " + ", ".join(attention) + "; best of all over every compressed policy; "
                  "InfoKV's rank among them by delta NLL and by KL.\n")
     lines.append("| setting | budget | InfoKV dNLL / KL | best attention-only dNLL | best attention-only KL | "
                  "best of all (dNLL) | InfoKV rank (dNLL, KL) |")
     lines.append("|---|---|---|---|---|---|---|")
     for sc, c, p, b, g, pols in infokv_settings(agg):
         inf = g("infokv")
-        ba = min(((g(x)["delta_nll"], x) for x in ATTENTION_ONLY if g(x)), default=(float("nan"), "-"))
-        bk = min(((g(x)["kl"], x) for x in ATTENTION_ONLY if g(x)), default=(float("nan"), "-"))
+        ba = min(((g(x)["delta_nll"], x) for x in attention if g(x)), default=(float("nan"), "-"))
+        bk = min(((g(x)["kl"], x) for x in attention if g(x)), default=(float("nan"), "-"))
         al = min((g(x)["delta_nll"], x) for x in pols if g(x))
         rd = 1 + sum(1 for x in pols if g(x) and g(x)["delta_nll"] < inf["delta_nll"])
         rk = 1 + sum(1 for x in pols if g(x) and g(x)["kl"] < inf["kl"])
@@ -94,19 +120,19 @@ def summary(agg, lines):
     lines.append("")
 
 
-def headline(agg, lines, metric):
+def headline(agg, lines, metric, attention):
     what = {"delta_nll": "delta NLL", "kl": "mean KL(p_full || p)"}[metric]
     lines.append(f"## Headline ({what}): InfoKV against the best attention-only baseline\n")
     lines.append(("Delta NLL: nats per token against the full cache" if metric == "delta_nll" else
                   "KL: nats per prediction, the full cache's distribution against the compressed one") +
                  " (lower is better), mean over the scored predictions. The attention-only baselines are " +
-                 ", ".join(ATTENTION_ONLY) + "; the best of them in each setting is named. \"rank\" is InfoKV's "
+                 ", ".join(attention) + "; the best of them in each setting is named. \"rank\" is InfoKV's "
                  "place among all compressed policies (1 = best).\n")
     lines.append("| scenario | setting | budget | InfoKV | InfoKV adaptive | best attention-only | "
                  "InfoKV - best attention-only | best of all | InfoKV rank |")
     lines.append("|---|---|---|---|---|---|---|---|---|")
     for scenario, c, p, b, get, pols in infokv_settings(agg):
-        att = [(get(x)[metric], x) for x in ATTENTION_ONLY if get(x)]
+        att = [(get(x)[metric], x) for x in attention if get(x)]
         allp = sorted((get(x)[metric], x) for x in pols if get(x))
         best_att = min(att) if att else (float("nan"), "-")
         inf = get("infokv")[metric]
@@ -301,11 +327,6 @@ def plots(out, agg, inf_data, pk):
     return made
 
 
-def base_policy(label):
-    """The policy a label runs: 'snapkv:kernel=5,sinks=0@per_layer_head' -> 'snapkv'."""
-    return re.split(r"[:@]", label, maxsplit=1)[0]
-
-
 def beside_section(agg, other, lines):
     """Prefill delta NLL of this run's variants beside the other run's default-settings row of the
     same policy (e.g. kvpress's protocol beside this project's), per context and over all settings."""
@@ -342,6 +363,7 @@ def main():
     if not quality:
         sys.exit(f"no quality.csv in {out}")
     agg = aggregate(quality)
+    attention = attention_only(policy_registry(out), quality)
     first_read = {int(r["context"]): float(r["nll_first_read"]) for r in rows(os.path.join(out, "repeat_first_read.csv"))}
     inf = rows(os.path.join(out, "influence.csv"))
     pk = rows(os.path.join(out, "passkey.csv"))
@@ -353,9 +375,9 @@ def main():
         wall = re.findall(r"wall time of the evaluation: .*", text) or re.findall(r"evaluation wall time: .*", text)
         lines.append(f"{head}\n\n{wall[-1] if wall else ''}\n")
     if any(k[4] == "infokv" for k in agg):  # the InfoKV headlines need the default InfoKV row
-        summary(agg, lines)
-        headline(agg, lines, "delta_nll")
-        headline(agg, lines, "kl")
+        summary(agg, lines, attention)
+        headline(agg, lines, "delta_nll", attention)
+        headline(agg, lines, "kl", attention)
     if beside is not None:
         beside_section(agg, aggregate(rows(os.path.join(beside, "quality.csv"))), lines)
     inf_data = influence_section(inf, lines)

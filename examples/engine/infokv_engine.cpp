@@ -26,7 +26,7 @@
 #include "gguf.hpp"
 #include "llama_model.hpp"
 #include "metrics.hpp"
-#include "policies.hpp"
+#include "policy_registry.hpp"
 #include "session.hpp"
 #include "tokenizer.hpp"
 
@@ -115,12 +115,7 @@ options parse(int argc, char** argv) {
     } else usage_error("unknown option '" + a + "'");
   }
   if (o.model.empty()) usage_error("--model PATH is required");
-  const auto names = engine::policy_names();
-  if (std::find(names.begin(), names.end(), o.comp.policy) == names.end()) {
-    std::string all;
-    for (const auto& n : names) all += (all.empty() ? "" : ", ") + n;
-    usage_error("unknown policy '" + o.comp.policy + "' (" + all + ")");
-  }
+  if (engine::find_policy(o.comp.policy) == nullptr) usage_error(engine::unknown_policy_message(o.comp.policy));
   if (o.page_size == 0) usage_error("--page-size must be at least 1");
   return o;
 }
@@ -162,11 +157,14 @@ const engine::row_matrix& prefill(engine::session& s, const std::vector<std::int
   return *last;
 }
 
-/// Chunk size for prefill: H2O needs attention rows ([layers][chunk][heads][tokens] floats), so
-/// its chunks shrink to keep that buffer near 256 MiB.
+/// Chunk size for prefill: a policy that observes attention rows ([layers][chunk][heads][tokens]
+/// floats) gets chunks that keep that buffer near 256 MiB. (The session would hand longer chunks
+/// to it in pieces within the same cap; the chunking stays as it was so that generations stay
+/// the same.)
 std::size_t prefill_chunk_for(const engine::compression_options& c, const engine::llama_config& cfg, std::size_t tokens,
                               std::size_t dflt) {
-  if (c.policy != "h2o") return dflt;
+  const engine::policy_entry* e = engine::find_policy(c.policy);
+  if (e == nullptr || !e->attention_rows) return dflt;
   const std::size_t per_token = cfg.layers * cfg.heads * std::max<std::size_t>(tokens, 1) * sizeof(float);
   return std::clamp<std::size_t>((std::size_t{256} << 20) / per_token, 1, dflt);
 }

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// Every policy of the library by name, behind compression_hook, with the budgets a user sets on
-// the command line: a keep ratio of the tokens seen for decode and for the prompt (kvpress's
-// convention), the protected sinks and recent window, and the slack that batches evictions.
+// The options a user gives a policy on the command line and how they become the library's
+// configuration: a keep ratio of the tokens seen for decode and for the prompt (kvpress's
+// convention), the protected sinks and recent window, the slack that batches evictions, and the
+// per-policy settings. Which policies exist and which settings apply to each: policy_registry.hpp.
 #pragma once
 
 #include <algorithm>
@@ -72,11 +73,6 @@ struct inverted_policy {
   return cfg;
 }
 
-[[nodiscard]] inline std::vector<std::string> policy_names() {
-  return {"none", "infokv", "infokv-adaptive", "snapkv", "pyramidkv", "streamingllm", "h2o", "tova", "knorm",
-          "expected-attention", "rkv", "random"};
-}
-
 [[nodiscard]] inline infokv::model_shape shape_of(const llama_config& c) {
   return infokv::model_shape{.num_layers = c.layers, .num_q_heads = c.heads, .num_kv_heads = c.kv_heads,
                              .head_dim = c.head_dim, .hidden_size = c.hidden, .vocab_size = c.vocab};
@@ -89,53 +85,20 @@ struct inverted_policy {
   throw std::invalid_argument("unknown granularity '" + s + "' (per_sequence, per_layer, per_layer_head)");
 }
 
-/// The hook for `o.policy` (null for "none"); `capacity`: the most tokens a stream may hold.
-[[nodiscard]] inline std::unique_ptr<compression_hook> make_hook(const compression_options& o, const llama_config& c,
-                                                                 std::size_t capacity) {
-  if (o.policy == "none") return nullptr;
-  const infokv::compress_config cfg = make_config(o, c, capacity);
-  const auto shape = shape_of(c);
-  const auto hook = [&](const auto& policy) -> std::unique_ptr<compression_hook> {
-    using policy_type = std::decay_t<decltype(policy)>;
-    if (o.invert) {
-      if (o.policy == "infokv-adaptive" || o.policy == "pyramidkv")
-        throw std::invalid_argument("invert applies to policies with uniform budgets");
-      return std::make_unique<policy_hook<inverted_policy<policy_type>>>(inverted_policy<policy_type>{policy}, cfg, shape);
-    }
-    return std::make_unique<policy_hook<policy_type>>(policy, cfg, shape);
-  };
-  const bool windowed = o.policy == "infokv" || o.policy == "infokv-adaptive" || o.policy == "snapkv" || o.policy == "pyramidkv";
-  if ((o.kernel != 0 || o.window != 0) && !windowed)
-    throw std::invalid_argument("kernel / window apply to infokv, infokv-adaptive, snapkv and pyramidkv");
-  if (o.mean_attention && o.policy != "h2o") throw std::invalid_argument("mean applies to h2o");
-  const auto set_window = [&](infokv::attention_scorer& a) {
-    if (o.kernel != 0) a.kernel = o.kernel;
-    if (o.window != 0) a.window = o.window;
-  };
-  if (o.policy == "infokv" || o.policy == "infokv-adaptive") {
-    auto p = o.policy == "infokv" ? infokv::make_infokv(o.alpha, o.tau) : infokv::make_infokv_adaptive(o.alpha, o.tau);
-    set_window(p.attention);
-    return hook(p);
-  }
-  if (o.policy == "snapkv" || o.policy == "pyramidkv") {
-    auto p = o.policy == "snapkv" ? infokv::make_snapkv() : infokv::make_pyramidkv();
-    set_window(p.scorer);
-    return hook(p);
-  }
-  if (o.policy == "streamingllm") return hook(infokv::make_streaming_llm());
-  if (o.policy == "h2o") {
-    auto p = infokv::make_h2o();
-    p.scorer.mean_over_queries = o.mean_attention;
-    return hook(p);
-  }
-  if (o.policy == "tova") return hook(infokv::make_tova());
-  if (o.policy == "knorm") return hook(infokv::make_knorm());
-  if (o.policy == "expected-attention") return hook(infokv::make_expected_attention());
-  if (o.policy == "rkv") return hook(infokv::make_rkv());
-  if (o.policy == "random") return hook(infokv::make_random());
-  std::string all;
-  for (const auto& n : policy_names()) all += (all.empty() ? "" : ", ") + n;
-  throw std::invalid_argument("unknown policy '" + o.policy + "' (" + all + ")");
+/// The hook of library policy `p` with the options of `o` (invert=1: the inverted ranking; the
+/// policy registry allows it only for uniform budgets).
+template <class Policy>
+[[nodiscard]] std::unique_ptr<compressor_hook> wrap_policy(const Policy& p, const compression_options& o,
+                                                           const infokv::compress_config& cfg,
+                                                           const infokv::model_shape& shape) {
+  if (o.invert) return std::make_unique<policy_hook<inverted_policy<Policy>>>(inverted_policy<Policy>{p}, cfg, shape);
+  return std::make_unique<policy_hook<Policy>>(p, cfg, shape);
+}
+
+/// Sets the pooling kernel and query window of an attention score where `o` gives them.
+inline void set_window(infokv::attention_scorer& a, const compression_options& o) noexcept {
+  if (o.kernel != 0) a.kernel = o.kernel;
+  if (o.window != 0) a.window = o.window;
 }
 
 }  // namespace engine

@@ -5,9 +5,11 @@
 // forward the engine hands the library the signals a production engine has at that point
 // (post-RoPE queries, pre-RoPE queries, per-layer hidden states, logits, attention rows: only
 // those the policy asks for) and calls observe / compress_prefill / compress, then takes back the
-// pages the library freed.
+// pages the library freed. Attention rows beyond a byte cap are handed over in pieces
+// (attention_rows.hpp).
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstddef>
@@ -22,6 +24,7 @@
 #include "eigen.hpp"
 #include <infokv/infokv.hpp>
 
+#include "attention_rows.hpp"
 #include "kv_cache.hpp"
 #include "llama_model.hpp"
 
@@ -37,25 +40,40 @@ enum class step_kind {
   decode,         // compress(): evict when over the decode budget
 };
 
-/// The library's compressor for one policy, behind a virtual interface so the policy can be
-/// chosen at run time (the compressor itself is a compile-time composition).
+/// What a hook is handed after a forward. The attention rows of a long step are not held at
+/// once: then `signals.attention` is empty and `rows` produces them on demand, and a hook whose
+/// policy observes rows takes the step in pieces (attention_rows.hpp).
+struct step_input {
+  infokv::step_signals signals;
+  const attention_row_source* rows = nullptr;
+};
+
+/// What the session drives after every forward: one library compressor, or several observing
+/// the same pass (the evaluation's fan-out).
 class compression_hook {
  public:
   virtual ~compression_hook() = default;
   [[nodiscard]] virtual infokv::signal_set required() const = 0;
-  [[nodiscard]] virtual infokv::status run(const view_type& v, const infokv::step_signals& sig, step_kind k) = 0;
+  [[nodiscard]] virtual infokv::status run(const view_type& v, const step_input& in, step_kind k) = 0;
   [[nodiscard]] virtual const infokv::eviction_event& last_event() const = 0;
   [[nodiscard]] virtual std::size_t state_bytes() const = 0;
+};
+
+/// The library's compressor for one policy, behind a virtual interface so the policy can be
+/// chosen at run time (the compressor itself is a compile-time composition).
+class compressor_hook : public compression_hook {
+ public:
   [[nodiscard]] virtual const infokv::compress_config& config() const = 0;
+  [[nodiscard]] virtual const infokv::sequence_state& state() const = 0;
   /// The same policy, configuration and sequence state observed so far, with other budgets: one
   /// observed prefill, evicted to several budgets. Only the budgets change: the state was sized
   /// for the rest of the configuration (capacity, granularity, schedule).
-  [[nodiscard]] virtual std::unique_ptr<compression_hook> clone_with_budgets(const infokv::budget& decode,
-                                                                             const infokv::budget& prefill) const = 0;
+  [[nodiscard]] virtual std::unique_ptr<compressor_hook> clone_with_budgets(const infokv::budget& decode,
+                                                                            const infokv::budget& prefill) const = 0;
 };
 
 template <class Policy>
-class policy_hook final : public compression_hook {
+class policy_hook final : public compressor_hook {
  public:
   policy_hook(const Policy& p, const infokv::compress_config& cfg, const infokv::model_shape& shape)
       : comp_(p, cfg, shape) {
@@ -64,19 +82,16 @@ class policy_hook final : public compression_hook {
     state_ = comp_.make_state();
   }
   [[nodiscard]] infokv::signal_set required() const override { return comp_.required_signals(); }
-  [[nodiscard]] infokv::status run(const view_type& v, const infokv::step_signals& sig, step_kind k) override {
-    switch (k) {
-      case step_kind::prefill_chunk: return comp_.observe(v, 0, state_, sig);
-      case step_kind::prefill_last: return comp_.compress_prefill(v, 0, state_, sig);
-      case step_kind::decode: return comp_.compress(v, 0, state_, sig);
-    }
-    return infokv::errc::invalid_config;
+  [[nodiscard]] infokv::status run(const view_type& v, const step_input& in, step_kind k) override {
+    if (in.rows == nullptr || !required().contains(infokv::signal::attention)) return call(v, in.signals, k);
+    return run_in_pieces(v, in.signals, *in.rows, k);
   }
   [[nodiscard]] const infokv::eviction_event& last_event() const override { return state_.last_event(); }
   [[nodiscard]] std::size_t state_bytes() const override { return state_.memory_bytes(); }
   [[nodiscard]] const infokv::compress_config& config() const override { return comp_.config(); }
-  [[nodiscard]] std::unique_ptr<compression_hook> clone_with_budgets(const infokv::budget& decode,
-                                                                     const infokv::budget& prefill) const override {
+  [[nodiscard]] const infokv::sequence_state& state() const override { return state_; }
+  [[nodiscard]] std::unique_ptr<compressor_hook> clone_with_budgets(const infokv::budget& decode,
+                                                                    const infokv::budget& prefill) const override {
     infokv::compress_config cfg = comp_.config();
     cfg.decode_budget = decode;
     cfg.prefill_budget = prefill;
@@ -86,6 +101,49 @@ class policy_hook final : public compression_hook {
   }
 
  private:
+  [[nodiscard]] infokv::status call(const view_type& v, const infokv::step_signals& sig, step_kind k) {
+    switch (k) {
+      case step_kind::prefill_chunk: return comp_.observe(v, 0, state_, sig);
+      case step_kind::prefill_last: return comp_.compress_prefill(v, 0, state_, sig);
+      case step_kind::decode: return comp_.compress(v, 0, state_, sig);
+    }
+    return infokv::errc::invalid_config;
+  }
+
+  // The step in pieces of new tokens: observe() for each but the last, which gets the step's own
+  // call (only it may evict, against the same lengths and token count as the whole step). The
+  // buffers are the step's: at most one piece's rows are alive. A piece that fails stops the
+  // step with the earlier pieces observed (the session reports the error and is not continued).
+  // The one count that differs from a whole step is the decode-step counter of an `interval`
+  // trigger (observe() does not advance it), which the engine never sets.
+  [[nodiscard]] infokv::status run_in_pieces(const view_type& v, const infokv::step_signals& sig,
+                                             const attention_row_source& rows, step_kind k) {
+    const std::size_t n = sig.num_tokens, L = comp_.shape().num_layers, Hq = comp_.shape().num_q_heads;
+    const auto bounds =
+        attention_piece_bounds(n, rows.bytes_per_token(), rows.byte_cap, rows.group_size, comp_.needs().window);
+    std::vector<float> queries, prerope, hidden, attention;
+    truncated_table table;
+    for (std::size_t i = 0; i + 1 < bounds.size(); ++i) {
+      const std::size_t first = bounds[i], last = bounds[i + 1], m = last - first, drop = n - last;
+      infokv::step_signals piece;
+      piece.num_tokens = m;
+      piece.queries = layer_slice(sig.queries, L, n, first, m, queries);
+      piece.prerope_queries = layer_slice(sig.prerope_queries, L, n, first, m, prerope);
+      piece.hidden_states = layer_slice(sig.hidden_states, L, n, first, m, hidden);
+      if (!sig.logits.empty()) piece.logits = sig.logits.subspan(first * (sig.logits.size() / n), m * (sig.logits.size() / n));
+      if (!sig.next_token_entropy.empty()) piece.next_token_entropy = sig.next_token_entropy.subspan(first, m);
+      const std::size_t stride = rows.stride - drop;
+      attention.assign(L * m * Hq * stride, 0.0f);
+      rows.fill(first, last, stride, attention.data());
+      piece.attention = attention;
+      piece.attention_stride = stride;
+      const bool final_piece = last == n;
+      INFOKV_TRY(call(final_piece ? v : view_without_newest(v, drop, table), piece,
+                      final_piece ? k : step_kind::prefill_chunk));
+    }
+    return {};
+  }
+
   infokv::compressor<Policy> comp_;
   infokv::sequence_state state_;
 };
@@ -120,12 +178,16 @@ class session {
     needs_ = hook_ ? hook_->required() : infokv::signal_set{};
   }
 
+  /// The most bytes of attention rows a step holds at once (attention_rows.hpp); beyond it the
+  /// hook takes the step in pieces. Decisions do not depend on it.
+  void set_attention_row_bytes(std::size_t bytes) noexcept { attention_row_bytes_ = bytes; }
+
   /// compress_prefill() without new tokens: evicts what is cached now to the prefill budget.
   void compress_now() {
     if (!hook_) return;
     const auto t0 = std::chrono::steady_clock::now();
-    infokv::step_signals none;
-    none.num_tokens = 0;
+    step_input none;
+    none.signals.num_tokens = 0;
     finish(hook_->run(cache_.view(), none, step_kind::prefill_last));
     stats_.library_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
@@ -152,10 +214,15 @@ class session {
     const view_type v = cache_.view();
     std::size_t stride = 0;  // attention rows cover the longest stream
     for (std::size_t s = 0; s < cache_.num_streams(); ++s) stride = std::max(stride, cache_.length(s));
-    if (want_queries) sig_queries_.assign(L * n * Hq * D, 0.0f);
+    // Rows that fit the cap are kept during the pass, as always; beyond it they are computed
+    // again after the pass, piece by piece, from the post-RoPE queries (kept for that).
+    const bool rows_whole = want_attention && n * L * Hq * stride * sizeof(float) <= attention_row_bytes_;
+    const bool rows_later = want_attention && !rows_whole;
+    if (want_queries || rows_later) sig_queries_.assign(L * n * Hq * D, 0.0f);
     if (want_prerope) sig_prerope_.assign(L * n * Hq * D, 0.0f);
     if (want_hidden) sig_hidden_.assign(L * n * d, 0.0f);
-    if (want_attention) sig_attention_.assign(L * n * Hq * stride, 0.0f);
+    if (rows_whole) sig_attention_.assign(L * n * Hq * stride, 0.0f);
+    else std::vector<float>().swap(sig_attention_);  // a long step holds none
 
     x_.resize(static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(d));
     for (std::size_t j = 0; j < n; ++j) x_.row(static_cast<Eigen::Index>(j)) = m_.token_embd.row(tokens[j]);
@@ -168,7 +235,7 @@ class session {
       if (want_prerope) std::copy(q_.data(), q_.data() + n * Hq * D, sig_prerope_.data() + l * n * Hq * D);
       rope(q_, Hq, first_pos);
       rope(k_, Hkv, first_pos);
-      if (want_queries) std::copy(q_.data(), q_.data() + n * Hq * D, sig_queries_.data() + l * n * Hq * D);
+      if (want_queries || rows_later) std::copy(q_.data(), q_.data() + n * Hq * D, sig_queries_.data() + l * n * Hq * D);
       for (std::size_t j = 0; j < n; ++j)
         for (std::size_t h = 0; h < Hkv; ++h) {
           std::copy_n(k_.data() + (j * Hkv + h) * D, D, cache_.key_row(l, h, j));
@@ -176,7 +243,7 @@ class session {
         }
       attn_.setZero(static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(Hq * D));
       for (std::size_t h = 0; h < Hkv; ++h)
-        attend(v, l, h, n, G, first_pos, want_attention ? sig_attention_.data() + l * n * Hq * stride : nullptr, stride);
+        attend(v, l, h, n, G, first_pos, rows_whole ? sig_attention_.data() + l * n * Hq * stride : nullptr, stride);
       x_.noalias() += attn_ * w.wo.transpose();
       rms_norm(x_, w.ffn_norm, xn_);
       gate_.noalias() = xn_ * w.w_gate.transpose();
@@ -198,17 +265,30 @@ class session {
     stats_.forward_seconds += std::chrono::duration<double>(t1 - t0).count();
 
     if (hook_) {
-      infokv::step_signals sig;
+      step_input in;
+      infokv::step_signals& sig = in.signals;
       sig.num_tokens = n;
       if (want_queries) sig.queries = sig_queries_;
       if (want_prerope) sig.prerope_queries = sig_prerope_;
       if (want_hidden) sig.hidden_states = sig_hidden_;
       if (want_logits) sig.logits = std::span<const float>(logits_.data(), static_cast<std::size_t>(logits_.size()));
-      if (want_attention) {
+      if (rows_whole) {
         sig.attention = sig_attention_;
         sig.attention_stride = stride;
       }
-      finish(hook_->run(v, sig, kind));
+      attention_row_source rows;
+      if (rows_later) {
+        rows.layers = L;
+        rows.q_heads = Hq;
+        rows.group_size = G;
+        rows.stride = stride;
+        rows.byte_cap = attention_row_bytes_;
+        rows.fill = [this, &v, first_pos, n](std::size_t first, std::size_t last, std::size_t row_stride, float* out) {
+          attention_rows(v, first_pos, n, first, last, row_stride, out);
+        };
+        in.rows = &rows;
+      }
+      finish(hook_->run(v, in, kind));
       stats_.library_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
     }
     if (!all_logits && every_row) {
@@ -268,10 +348,14 @@ class session {
       }
     }
   }
-  // Attention of the n new queries of the G query heads of KV head h over the stream's slots,
-  // page by page through the view; keys newer than a query (by position) are masked.
-  void attend(const view_type& v, std::size_t l, std::size_t h, std::size_t n, std::size_t G, std::int32_t first_pos,
-              float* attention_rows, std::size_t stride) {
+  // Softmax attention of the step's new queries [j0, j0 + m) (query j sits at first_pos + j) of the
+  // G query heads of KV head h in layer l over the stream's slots, page by page through the view,
+  // keys newer than a query (by position) masked. q: the layer's post-RoPE queries [n][Hq][D].
+  // Out: p [m * G][T], row (j - j0, g); qh is scratch. The forward pass and the rows computed
+  // again for a piece run exactly this, so a piece's rows are the whole step's, bit for bit
+  // (attention_piece_bounds says where pieces may start for that).
+  void probabilities(const view_type& v, std::size_t l, std::size_t h, const float* q, std::size_t j0, std::size_t m,
+                     std::size_t G, std::int32_t first_pos, row_matrix& qh, row_matrix& p) const {
     const std::size_t D = c_.head_dim, Hq = c_.heads;
     const std::size_t s = v.stream_index(0, l, h);
     const auto sv = v.stream(s, l);
@@ -280,32 +364,46 @@ class session {
     const auto* pos = v.domain_positions(v.stream_domain(s));
     using map_type = Eigen::Map<const row_matrix, 0, Eigen::OuterStride<>>;
     const Eigen::Index row_stride = static_cast<Eigen::Index>(D);  // HND: a head's rows are contiguous
-    // Q for this KV head: [n * G][D], row (j, g).
-    qh_.resize(static_cast<Eigen::Index>(n * G), static_cast<Eigen::Index>(D));
-    for (std::size_t j = 0; j < n; ++j)
+    // Q for this KV head: [m * G][D], row (j, g).
+    qh.resize(static_cast<Eigen::Index>(m * G), static_cast<Eigen::Index>(D));
+    for (std::size_t j = 0; j < m; ++j)
       for (std::size_t g = 0; g < G; ++g)
-        qh_.row(static_cast<Eigen::Index>(j * G + g)) =
-            Eigen::Map<const Eigen::RowVectorXf>(q_.data() + (j * Hq + h * G + g) * D, static_cast<Eigen::Index>(D));
-    scores_.resize(static_cast<Eigen::Index>(n * G), static_cast<Eigen::Index>(T));
+        qh.row(static_cast<Eigen::Index>(j * G + g)) =
+            Eigen::Map<const Eigen::RowVectorXf>(q + ((j0 + j) * Hq + h * G + g) * D, static_cast<Eigen::Index>(D));
+    p.resize(static_cast<Eigen::Index>(m * G), static_cast<Eigen::Index>(T));
     const float scale = 1.0f / std::sqrt(static_cast<float>(D));
     for (std::size_t p0 = 0; p0 < T; p0 += ps) {
       const std::size_t rows = std::min(ps, T - p0);
       const map_type K(sv.key(p0, hh), static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(D), Eigen::OuterStride<>(row_stride));
-      scores_.middleCols(static_cast<Eigen::Index>(p0), static_cast<Eigen::Index>(rows)).noalias() = (qh_ * K.transpose()) * scale;
+      p.middleCols(static_cast<Eigen::Index>(p0), static_cast<Eigen::Index>(rows)).noalias() = (qh * K.transpose()) * scale;
     }
-    // Causal mask by position (query j sits at first_pos + j), then softmax per row.
+    // Causal mask by position, then softmax per row.
+    const std::int32_t first = first_pos + static_cast<std::int32_t>(j0);
     for (std::size_t i = 0; i < T; ++i) {
       const std::int32_t kp = pos[v.stream_page(s, i / ps) * ps + i % ps];
-      if (kp <= first_pos) continue;  // visible to every new query
-      for (std::size_t j = 0; j < n; ++j)
-        if (kp > first_pos + static_cast<std::int32_t>(j))
-          for (std::size_t g = 0; g < G; ++g) scores_(static_cast<Eigen::Index>(j * G + g), static_cast<Eigen::Index>(i)) = -std::numeric_limits<float>::infinity();
+      if (kp <= first) continue;  // visible to every query of the range
+      for (std::size_t j = 0; j < m; ++j)
+        if (kp > first + static_cast<std::int32_t>(j))
+          for (std::size_t g = 0; g < G; ++g) p(static_cast<Eigen::Index>(j * G + g), static_cast<Eigen::Index>(i)) = -std::numeric_limits<float>::infinity();
     }
-    for (Eigen::Index r = 0; r < scores_.rows(); ++r) {
-      const float mx = scores_.row(r).maxCoeff();
-      scores_.row(r) = (scores_.row(r).array() - mx).exp();
-      scores_.row(r) /= scores_.row(r).sum();
+    for (Eigen::Index r = 0; r < p.rows(); ++r) {
+      const float mx = p.row(r).maxCoeff();
+      p.row(r) = (p.row(r).array() - mx).exp();
+      p.row(r) /= p.row(r).sum();
     }
+  }
+  // Attention of the n new queries of the G query heads of KV head h over the stream's slots;
+  // with attention_rows, also their probabilities (rows of `stride` floats).
+  void attend(const view_type& v, std::size_t l, std::size_t h, std::size_t n, std::size_t G, std::int32_t first_pos,
+              float* attention_rows, std::size_t stride) {
+    const std::size_t D = c_.head_dim, Hq = c_.heads;
+    const std::size_t s = v.stream_index(0, l, h);
+    const auto sv = v.stream(s, l);
+    const std::size_t T = sv.num_tokens(), ps = v.page_size();
+    const std::size_t hh = v.heads_per_page() == 1 ? 0 : h;
+    using map_type = Eigen::Map<const row_matrix, 0, Eigen::OuterStride<>>;
+    const Eigen::Index row_stride = static_cast<Eigen::Index>(D);
+    probabilities(v, l, h, q_.data(), 0, n, G, first_pos, qh_, scores_);
     if (attention_rows != nullptr)
       for (std::size_t j = 0; j < n; ++j)
         for (std::size_t g = 0; g < G; ++g)
@@ -322,6 +420,24 @@ class session {
         attn_.block(static_cast<Eigen::Index>(j), static_cast<Eigen::Index>((h * G + g) * D), 1, static_cast<Eigen::Index>(D)) =
             out_.row(static_cast<Eigen::Index>(j * G + g));
   }
+  // The rows of new tokens [first, last) of the step of n tokens just run (the hook asks for
+  // them piece by piece; the cache still holds exactly what the pass left), for every layer and
+  // query head, as [L][last - first][Hq][stride]: each row spans the stream's slots up to the
+  // piece's end (the newest n - last slots, masked for these queries, are left out).
+  void attention_rows(const view_type& v, std::int32_t first_pos, std::size_t n, std::size_t first, std::size_t last,
+                      std::size_t stride, float* out) {
+    const std::size_t L = c_.layers, Hq = c_.heads, Hkv = c_.kv_heads, D = c_.head_dim, G = Hq / Hkv;
+    const std::size_t m = last - first;
+    for (std::size_t l = 0; l < L; ++l)
+      for (std::size_t h = 0; h < Hkv; ++h) {
+        probabilities(v, l, h, sig_queries_.data() + l * n * Hq * D, first, m, G, first_pos, piece_qh_, piece_p_);
+        const std::size_t span = v.stream_length(v.stream_index(0, l, h)) - (n - last);
+        for (std::size_t j = 0; j < m; ++j)
+          for (std::size_t g = 0; g < G; ++g)
+            std::copy_n(piece_p_.row(static_cast<Eigen::Index>(j * G + g)).data(), span,
+                        out + ((l * m + j) * Hq + h * G + g) * stride);
+      }
+  }
 
   const llama_model& m_;
   llama_config c_;
@@ -331,7 +447,8 @@ class session {
   std::vector<double> inv_freq_;
   std::size_t next_pos_ = 0;
   session_stats stats_;
-  row_matrix x_, xn_, q_, k_, vv_, attn_, gate_, up_, logits_, last_row_, qh_, scores_, out_;
+  std::size_t attention_row_bytes_ = default_attention_row_bytes;
+  row_matrix x_, xn_, q_, k_, vv_, attn_, gate_, up_, logits_, last_row_, qh_, scores_, out_, piece_qh_, piece_p_;
   std::vector<float> sig_queries_, sig_prerope_, sig_hidden_, sig_attention_;
 };
 
