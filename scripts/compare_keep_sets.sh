@@ -19,7 +19,8 @@
 #   in a temporary git worktree under /tmp, removed afterwards (KEEP=1 keeps the results).
 #   The policy list comes from `infokv_eval --list-policies` of the newer build (of the base
 #   build when only it has the flag); POLICIES=LIST overrides it. INFOKV_TEST_MODEL names the
-#   model (default: scripts/fetch_model.sh); JOBS sets --jobs and the build's parallelism.
+#   model (default: scripts/fetch_model.sh); JOBS sets --jobs and the build's parallelism;
+#   RUNS="prefill decode" runs some of the four only.
 set -euo pipefail
 [ $# -ge 1 ] && [ $# -le 2 ] || { echo "usage: scripts/compare_keep_sets.sh BASE_REV [NEW_REV]" >&2; exit 2; }
 root=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
@@ -88,7 +89,7 @@ declare -A runs=(
   [influence]="--scenarios influence --influence-prefix 512 --influence-tokens 512"
   [retrieval]="--scenarios retrieval --passage 64 --gaps 448 --passkey-context 512 --passkey-trials 1 --passkey-depths 0.5 --prefill-budgets 0.2 --policies $MAIN_POLICIES"
 )
-order=(prefill decode influence retrieval)
+read -r -a order <<<"${RUNS:-prefill decode influence retrieval}"
 for side in base new; do
   bin=$base_bin
   [ "$side" = new ] && bin=$new_bin
