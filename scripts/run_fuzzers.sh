@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
+bash scripts/install_deps.sh  # Eigen for the GGUF reader the gguf target fuzzes
 command -v clang++ >/dev/null 2>&1 || apt-get install -y -q clang libclang-rt-14-dev >/dev/null
 cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Debug -DINFOKV_BUILD_FUZZERS=ON \
       -DINFOKV_BUILD_BENCHMARKS=OFF -DINFOKV_BUILD_EXAMPLES=OFF -DINFOKV_ENABLE_CUDA=OFF -DINFOKV_INSTALL=OFF >/dev/null
