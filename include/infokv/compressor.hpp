@@ -4,7 +4,8 @@
 // checks every input, records what the policy needs (observe, O(new tokens)), and when the
 // sequence is over budget (+ slack) or every `interval` steps it scores every cached token,
 // selects the keep set per stream (sinks and recent window protected, exact budgets), compacts
-// the engine's pages in place (or returns the plan) and reports the freed pages.
+// the engine's pages in place (or returns the plan, or for a cell-addressed cache rewrites only
+// its page table) and reports the freed pages.
 //
 // The compressor orchestrates; each stage lives in the folder named after it:
 //   observe/  check the step's signals, record them into the sequence state
@@ -16,10 +17,10 @@
 // state exactly as they were. Thread safety: a compressor is immutable after construction and
 // may be shared by threads; each sequence_state is used by one thread at a time; sequences whose
 // streams share one CSR page table must not be compressed concurrently when evicting in place
-// (compaction rewrites the table's indptr / indices after the compressed sequence). In
-// apply_mode::plan_only the view is only read, so the sequences of one batch may be compressed
-// concurrently, each with its own state, and their plans applied afterwards one at a time
-// (tests/policy/concurrency_test.cpp, run under ThreadSanitizer in CI).
+// (compaction, and apply_mode::reindex, rewrite the table's indptr / indices after the compressed
+// sequence). In apply_mode::plan_only the view is only read, so the sequences of one batch may be
+// compressed concurrently, each with its own state, and their plans applied afterwards one at a
+// time (tests/policy/concurrency_test.cpp, run under ThreadSanitizer in CI).
 #pragma once
 
 #include <algorithm>
@@ -104,6 +105,9 @@ class compressor {
     INFOKV_TRY(config_.decode_budget.check(prot));
     INFOKV_TRY(config_.prefill_budget.check(prot));
     if (config_.capacity == 0 || config_.capacity > 0x7fffffffu) return errc::invalid_config;
+    if (config_.apply != apply_mode::in_place && config_.apply != apply_mode::plan_only &&
+        config_.apply != apply_mode::reindex)
+      return errc::invalid_config;
     // A stream must be able to grow past a token budget before it is evicted back to it.
     if (!config_.decode_budget.is_ratio() && config_.capacity <= config_.decode_budget.tokens)
       return errc::invalid_config;
@@ -188,6 +192,8 @@ class compressor {
     const detail::sequence_data& d = st.data();
     INFOKV_TRY(can_implement());
     INFOKV_TRY(validate_view_shape(view, shape_));
+    if (config_.apply == apply_mode::reindex && (view.page_size() != 1 || view.dense()))
+      return errc::unsupported_view;
     if (view.granularity() != config_.granularity || d.granularity != config_.granularity ||
         d.streams != view.streams_per_sequence() || d.capacity != config_.capacity || !(d.shape == shape_) ||
         !(d.needs == needs()))
@@ -298,7 +304,7 @@ class compressor {
         };
         INFOKV_TRY(select_stage::keep_adakv<Isa>(d, prot, config_.schedule.adakv_floor, l * H, H, keep_b, score));
         for (std::size_t h = 0; h < H; ++h)
-          plan_stage::add_stream(view, d, l * H + h, s0 + l * H + h, d.keep.data() + h * d.capacity);
+          plan_stage::add_stream(view, d, l * H + h, s0 + l * H + h, d.keep.data() + h * d.capacity, config_.apply);
       }
     } else {
       if (sched == budget_schedule::pyramid || sched == budget_schedule::infokv_adaptive) {
@@ -309,10 +315,10 @@ class compressor {
         float* row = d.stream_scores.data();
         INFOKV_TRY(score_stream(view, d, s0, s, d.order.data(), row));
         select_stage::keep_best<Isa>(d, prot, s, row, select_stage::target_of(d, s), d.keep.data());
-        plan_stage::add_stream(view, d, s, s0 + s, d.keep.data());
+        plan_stage::add_stream(view, d, s, s0 + s, d.keep.data(), config_.apply);
       }
     }
-    plan_stage::commit<Isa>(view, s0, st, config_.apply == apply_mode::in_place);
+    plan_stage::commit<Isa>(view, s0, st, config_.apply);
     std::size_t total_after = 0;
     for (std::size_t s = 0; s < S; ++s) total_after += d.length[s];
     d.last_event = {true, total_before, total_after, d.plan_freed_count};

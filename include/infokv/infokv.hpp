@@ -21,6 +21,7 @@
 #include "infokv/signals.hpp"
 #include "infokv/status.hpp"
 #include "infokv/version.hpp"
+#include "infokv/view/cell_view.hpp"
 #include "infokv/view/granularity.hpp"
 #include "infokv/view/layout.hpp"
 #include "infokv/view/paged_kv_cache_view.hpp"

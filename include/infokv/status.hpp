@@ -34,6 +34,7 @@ enum class errc : std::int32_t {
   workspace_too_small,
   cuda_error,
   rope_not_stated,          // the policy needs the model's RoPE and compress_config::rope does not say
+  unsupported_view,         // apply_mode::reindex on a view that is not cell-addressed (page_size 1, CSR)
 };
 
 [[nodiscard]] constexpr std::string_view to_string(errc e) noexcept {
@@ -59,6 +60,8 @@ enum class errc : std::int32_t {
     case errc::cuda_error: return "a CUDA runtime call failed";
     case errc::rope_not_stated:
       return "the policy needs the model's RoPE: set compress_config::rope (theta and pairing) to the engine's values";
+    case errc::unsupported_view:
+      return "apply_mode::reindex needs a cell-addressed view: page_size 1 and a CSR page table";
   }
   return "unknown error";
 }

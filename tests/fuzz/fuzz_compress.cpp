@@ -84,6 +84,17 @@ struct engine_cache {
     }
     rebuild();
   }
+  /// After apply_mode::reindex: the survivors' pages are wherever the library left them in the
+  /// table, and the freed pages are the plan's.
+  void sync_reindexed(const infokv::eviction_plan& plan) {
+    const view_type vw = view();
+    for (std::size_t s = 0; s < pages.size(); ++s) {
+      len[s] = vw.stream_length(s);
+      pages[s].assign(indices.begin() + indptr[s], indices.begin() + indptr[s + 1]);
+    }
+    for (const auto& f : plan.freed) free[vw.stream_domain(f.stream)].push_back(f.page);
+    rebuild();
+  }
 };
 
 template <class T, class Layout, class Policy>
@@ -108,7 +119,7 @@ void drive(FuzzedDataProvider& fdp, const Policy& policy) {
   cfg.slack = fdp.ConsumeIntegralInRange<std::size_t>(0, 6);
   cfg.interval = fdp.ConsumeIntegralInRange<std::size_t>(0, 3);
   cfg.schedule.kind = static_cast<infokv::budget_schedule>(fdp.ConsumeIntegralInRange<int>(0, 4));
-  cfg.apply = fdp.ConsumeBool() ? infokv::apply_mode::in_place : infokv::apply_mode::plan_only;
+  cfg.apply = static_cast<infokv::apply_mode>(fdp.ConsumeIntegralInRange<int>(0, 2));  // reindex needs page_size 1
   // RoPE: stated with either pairing and a theta from 1e2 to 1e7, or left unstated (a policy
   // that rotates must then refuse through can_implement).
   switch (fdp.ConsumeIntegralInRange<int>(0, 2)) {
@@ -256,7 +267,10 @@ void drive(FuzzedDataProvider& fdp, const Policy& policy) {
     if (corrupted) return;
     if (cfg.apply == infokv::apply_mode::plan_only && state.last_event().evicted)
       infokv::apply_plan(view, state.last_plan());
-    c.sync();
+    if (cfg.apply == infokv::apply_mode::reindex && state.last_event().evicted)
+      c.sync_reindexed(state.last_plan());
+    else
+      c.sync();
     std::vector<std::uint64_t> bits(infokv::page_bitmap_words(c.view()));
     FUZZ_CHECK(infokv::validate_page_table(c.view(), bits).ok());
     for (std::size_t s = s0; s < s1; ++s) FUZZ_CHECK(state.length(s - s0) == c.len[s]);

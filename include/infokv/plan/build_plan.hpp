@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // Plan stage: turn a stream's keep flags into its part of the eviction plan (the kept slots,
 // the slot moves that fill holes below the new length from the tail, the pages freed), and,
-// once every stream is planned, commit the plan: apply it to the cache (apply_mode::in_place),
-// move the per-token state the same way and set the new lengths. Nothing changes before the
+// once every stream is planned, commit the plan: apply it to the cache (apply_mode::in_place) or
+// to the page table alone (apply_mode::reindex), move the per-token state the same way and set
+// the new lengths. Nothing changes before the
 // commit, so a scorer failing on a later stream leaves state and cache as they were.
 #pragma once
 
@@ -22,10 +23,11 @@ inline void clear(detail::sequence_data& d) noexcept {
   d.plan_stream_count = d.plan_keep_count = d.plan_move_count = d.plan_freed_count = 0;
 }
 
-/// Appends stream s's (global gs) keep list, moves and freed pages to the plan.
+/// Appends stream s's (global gs) keep list, moves and freed pages to the plan. Freed pages are
+/// the pages past the new end, or under apply_mode::reindex the evicted tokens' cells.
 template <class View>
 void add_stream(const View& view, detail::sequence_data& d, std::size_t s, std::size_t gs,
-                const std::uint32_t* keep) noexcept {
+                const std::uint32_t* keep, apply_mode mode) noexcept {
   const std::size_t T = d.length[s];
   std::size_t n = 0;
   for (std::size_t i = 0; i < T; ++i) n += keep[i];
@@ -49,7 +51,12 @@ void add_stream(const View& view, detail::sequence_data& d, std::size_t s, std::
     ++tail;
   }
   const std::size_t ps = view.page_size();
-  if (!view.dense()) {
+  if (mode == apply_mode::reindex) {
+    for (std::size_t i = 0; i < T; ++i)
+      if (!keep[i])
+        d.plan_freed[d.plan_freed_count++] = {static_cast<std::uint32_t>(gs),
+                                              static_cast<std::int32_t>(view.stream_page(gs, i))};
+  } else if (!view.dense()) {
     const std::size_t old_pages = (T + ps - 1) / ps, new_pages = (n + ps - 1) / ps;
     for (std::size_t p = new_pages; p < old_pages; ++p)
       d.plan_freed[d.plan_freed_count++] = {static_cast<std::uint32_t>(gs),
@@ -59,13 +66,14 @@ void add_stream(const View& view, detail::sequence_data& d, std::size_t s, std::
   d.new_length[s] = n;
 }
 
-/// Applies the recorded plan to the cache when `in_place`, moves the per-token state and
-/// commits the new lengths. s0: the sequence's first stream in the view.
+/// Applies the recorded plan to the cache (in_place) or to its page table (reindex), moves the
+/// per-token state and commits the new lengths. s0: the sequence's first stream in the view.
 template <class Isa, class View>
-void commit(const View& view, std::size_t s0, sequence_state& st, bool in_place) noexcept {
+void commit(const View& view, std::size_t s0, sequence_state& st, apply_mode mode) noexcept {
   detail::sequence_data& d = st.data();
   d.last_event.evicted = true;  // last_plan() reads the recorded plan
-  if (in_place) apply_plan<Isa>(view, st.last_plan());
+  if (mode == apply_mode::in_place) apply_plan<Isa>(view, st.last_plan());
+  if (mode == apply_mode::reindex) apply_reindex(view, st.last_plan());
   for (std::size_t m = 0; m < d.plan_move_count; ++m) {
     const slot_move& mv = d.plan_moves[m];
     st.move_slot(mv.stream - s0, mv.src, mv.dst);

@@ -2,7 +2,8 @@
 // Applying an eviction plan to host memory: copy each moved slot's K/V rows (every layer the
 // stream covers, every head of its page) and position, then shrink the streams in the page
 // table. The compressor does this in apply_mode::in_place; engines that apply plans themselves
-// (plan_only) may call the same functions on their host pools.
+// (plan_only) may call the same functions on their host pools. apply_reindex is the table-only
+// form of apply_mode::reindex (cell-addressed caches: nothing but page-table entries move).
 #pragma once
 
 #include <algorithm>
@@ -139,6 +140,20 @@ void truncate_streams(const View& view, std::span<const stream_plan> streams) no
 template <class Isa = simd::native_isa, class View>
 void apply_plan(const View& view, const eviction_plan& plan) noexcept {
   apply_slot_moves<Isa>(view, plan.moves);
+  truncate_streams(view, plan.streams);
+}
+
+/// apply_mode::reindex on a cell-addressed view (page_size 1, CSR): each move copies the page-table
+/// entry of slot src to slot dst, so the survivor's cell is addressed from its new slot and no
+/// K/V row moves; then the streams shrink as in apply_plan. The freed cells are plan.freed.
+template <class View>
+void apply_reindex(const View& view, const eviction_plan& plan) noexcept {
+  INFOKV_ASSERT(view.page_size() == 1 && !view.dense(), "reindex needs a cell-addressed view");
+  auto& p = view.params();
+  for (const slot_move& m : plan.moves) {
+    const auto base = static_cast<std::size_t>(p.indptr[m.stream]);
+    p.indices[base + m.dst] = p.indices[base + m.src];
+  }
   truncate_streams(view, plan.streams);
 }
 

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // The engine-facing result of an eviction: per stream the sorted keep list, the slot moves that
 // compact the survivors to the front (holes filled from the tail), and the pages that no longer
-// hold a live token. Engines that move device memory themselves apply exactly this.
+// hold a live token. Engines that move device memory themselves apply exactly this. In
+// apply_mode::reindex the moves are moves of page-table entries (the survivors' cells stay
+// where they are) and the freed pages are the evicted tokens' cells.
 #pragma once
 
 #include <cstddef>
@@ -53,6 +55,12 @@ struct eviction_plan {
 enum class apply_mode {
   in_place,   // the library moves K, V and positions in the host pools and rewrites the table
   plan_only,  // the library only updates its own state; the engine applies the plan
+  // For engines that cannot move cache memory (llama.cpp's cells, many GPU engines) and
+  // address the cache per token: a cell-addressed view (page_size 1, CSR; each page is one
+  // cell). Survivors stay in their cells; the library moves page-table entries instead of K/V
+  // rows, shrinks the streams, and reports every evicted token's cell in plan.freed. K, V and
+  // the positions array are never written.
+  reindex,
 };
 
 INFOKV_END_NAMESPACE
