@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: installs dependencies, fetches the real model for the engine tests
-# (scripts/fetch_model.sh), sets up the kvpress reference's venv, builds everything with warnings
+# (scripts/fetch_model.sh), sets up the kvpress reference's venv, builds the pinned llama.cpp
+# (scripts/llama_cpp/build_llama_cpp.sh), builds everything with warnings
 # as errors, and runs every test through CTest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +11,9 @@ model=$(bash scripts/fetch_model.sh)
 # made once in ~/.cache/infokv/reference). INFOKV_SKIP_KVPRESS=1 leaves that test out.
 kvpress=""
 [ "${INFOKV_SKIP_KVPRESS:-0}" = 1 ] || kvpress=$(bash scripts/reference/setup_kvpress_venv.sh)
+# llama.cpp as the second host (examples/llama_cpp): the pinned sources built once (~8 minutes).
+llama=$(bash scripts/llama_cpp/build_llama_cpp.sh)
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DINFOKV_WERROR=ON "-DINFOKV_TEST_MODEL=$model" \
-      "-DINFOKV_KVPRESS_PYTHON=$kvpress"
+      "-DINFOKV_KVPRESS_PYTHON=$kvpress" "-DINFOKV_LLAMA_CPP_PREFIX=$llama"
 cmake --build build -j"$(nproc)"
 ctest --test-dir build --output-on-failure -j"$(nproc)"

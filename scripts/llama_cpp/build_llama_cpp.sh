@@ -15,8 +15,18 @@ mkdir -p "$dir"
 tarball=$dir/llama_cpp_python-$version.tar.gz
 if [ ! -f "$tarball" ] || ! echo "$sha256  $tarball" | sha256sum -c --quiet - 2>/dev/null; then
   rm -f "$tarball"
-  python3 -m pip download --quiet --no-deps --no-binary :all: --no-build-isolation "llama-cpp-python==$version" -d "$dir" >&2 ||
-    python3 -m pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$version" -d "$dir" >&2
+  # The sdist's address from PyPI's simple index (pip download would run the sdist's build
+  # backend, a minute and a half for nothing).
+  python3 - "$version" "$tarball" >&2 <<'PY'
+import json, sys, urllib.request
+version, out = sys.argv[1], sys.argv[2]
+req = urllib.request.Request("https://pypi.org/simple/llama-cpp-python/",
+                             headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+with urllib.request.urlopen(req, timeout=60) as r:
+    files = json.load(r)["files"]
+name = f"llama_cpp_python-{version}.tar.gz"
+urllib.request.urlretrieve([f["url"] for f in files if f["filename"] == name][0], out)
+PY
 fi
 echo "$sha256  $tarball" | sha256sum -c --quiet - >&2 || { echo "llama-cpp-python $version: sha256 mismatch" >&2; exit 1; }
 src=$dir/llama_cpp_python-$version
