@@ -5,6 +5,7 @@
 // and "llama.cpp with the adapter" differ only in the adapter.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -33,6 +34,7 @@ struct sequence_trace {
   std::vector<llama_token> generated;
   std::size_t max_cells = 0;         // most cells held at any point after a call
   std::vector<std::size_t> cells;    // cells held after each decode step
+  std::vector<std::int32_t> kept_after_prefill;  // positions held once the prompt was compressed, ascending
 };
 
 struct run_result {
@@ -40,7 +42,9 @@ struct run_result {
   double prefill_seconds = 0.0, decode_seconds = 0.0;
   std::size_t prompt_tokens = 0, decoded_tokens = 0, decode_calls = 0;
   std::size_t max_high_water = 0;  // highest cell + 1 any sequence held (the attended range before padding)
-  infokv_llama::adapter_stats stats{};
+  infokv_llama::adapter_stats stats{};          // at the end
+  infokv_llama::adapter_stats prefill_stats{};  // when the prefill ended (decode's share: the difference)
+  std::size_t high_water_after_prefill = 0;
 };
 
 struct context_deleter {
@@ -136,8 +140,16 @@ inline run_result run(llama_model* model, const run_options& o, infokv_llama::ad
     }
     pos[s] = static_cast<llama_pos>(pr.size());
     r.prompt_tokens += pr.size();
+    if (ad != nullptr) {
+      for (std::int32_t c : ad->cells(static_cast<llama_seq_id>(s))) r.seqs[s].kept_after_prefill.push_back(ad->cell_position(c));
+      std::sort(r.seqs[s].kept_after_prefill.begin(), r.seqs[s].kept_after_prefill.end());
+    }
   }
   r.prefill_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_prefill).count();
+  if (ad != nullptr) {
+    r.prefill_stats = ad->stats();
+    r.high_water_after_prefill = ad->high_water();
+  }
 
   // Decode: every live sequence appends its token in one batch.
   std::vector<bool> live(S, true);

@@ -188,6 +188,10 @@ struct adapter_options {
   /// last layer) its token was written with, and that llama.cpp's highest position is the
   /// sequence's last one. For tests and --verify; costs a copy of two rows per token.
   bool verify = false;
+  /// Re-pack sequences into the lowest cells when eviction left the highest used cell at least
+  /// one 256-cell block above where the held cells would end packed: llama.cpp attends (and,
+  /// without flash attention, computes over) every cell up to the highest used one.
+  bool repack = true;
 };
 
 /// What happened in the last adapter::decode, and running totals.
@@ -196,6 +200,8 @@ struct adapter_stats {
   std::size_t evictions = 0;       // library eviction events, all sequences
   std::size_t evicted_tokens = 0;  // cells released
   std::size_t seq_rm_calls = 0;
+  std::size_t repacks = 0;          // sequences moved to lower cells
+  double repack_seconds = 0.0;
   double library_seconds = 0.0;    // inside observe / compress / compress_prefill
   double callback_seconds = 0.0;   // inside the eval callback (copies of activations)
   double seq_rm_seconds = 0.0;
@@ -486,6 +492,87 @@ class adapter {
       run_sequence(batch, seq, i, j - i, ph);
       i = j;
     }
+    if (opt_.repack && evicted_this_call_) maybe_repack();
+    evicted_this_call_ = false;
+  }
+
+  /// llama.cpp pads the attended range to 256 cells past the highest used cell. When that is a
+  /// whole block more than the held cells need, move sequences down, highest first: the state of
+  /// one sequence is saved, its cells freed and the state restored (llama.cpp puts it in the
+  /// lowest free cells it finds). The restore does not say which cell each token went to: the
+  /// adapter zeroes every free cell's first-layer K row before the restore (free cells are masked,
+  /// and a zero key keeps the masked scores finite: a NaN there would poison attention without
+  /// flash attention) and finds each token by its own K rows after it.
+  void maybe_repack() {
+    constexpr std::size_t kBlock = 256;
+    const auto blocks = [&](std::size_t n) { return (n + kBlock - 1) / kBlock; };
+    std::size_t held = 0;
+    for (const auto& q : seqs_) held += q.cells.size();
+    for (std::size_t guard = 0; guard < seqs_.size(); ++guard) {
+      if (blocks(high_water()) <= blocks(held)) return;
+      // the sequence holding the highest cell
+      std::size_t top = 0, top_cell = 0;
+      for (std::size_t q = 0; q < seqs_.size(); ++q)
+        for (std::int32_t c : seqs_[q].cells)
+          if (static_cast<std::size_t>(c) + 1 > top_cell) top_cell = static_cast<std::size_t>(c) + 1, top = q;
+      repack(static_cast<llama_seq_id>(top));
+    }
+  }
+
+  void repack(llama_seq_id seq) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto& s = seqs_[static_cast<std::size_t>(seq)];
+    const std::size_t n = s.cells.size();
+    if (n == 0) return;
+    const std::size_t row = shape_.num_kv_heads * shape_.head_dim;
+    std::vector<std::vector<std::uint16_t>> rows(n);
+    for (std::size_t i = 0; i < n; ++i) rows[i] = k_rows(s.cells[i]);
+    const std::size_t size = llama_state_seq_get_size(ctx_, seq);
+    std::vector<std::uint8_t> buf(size);
+    if (llama_state_seq_get_data(ctx_, buf.data(), size, seq) != size) throw adapter_error("llama_state_seq_get_data failed");
+    llama_memory_t mem = llama_get_memory(ctx_);
+    if (!llama_memory_seq_rm(mem, seq, -1, -1)) throw adapter_error("llama_memory_seq_rm refused to clear a sequence");
+    std::vector<bool> other(n_cells_, false);
+    for (std::size_t q = 0; q < seqs_.size(); ++q)
+      if (q != static_cast<std::size_t>(seq))
+        for (std::int32_t c : seqs_[q].cells) other[static_cast<std::size_t>(c)] = true;
+    for (std::size_t c = 0; c < n_cells_; ++c)
+      if (!other[c]) std::fill_n(reinterpret_cast<std::uint16_t*>(k_pools_[0] + c * k_stride_), row, std::uint16_t{0});
+    if (llama_state_seq_set_data(ctx_, buf.data(), size, seq) == 0) throw adapter_error("llama_state_seq_set_data failed");
+    // Find each token by its rows among the cells that are no longer marked.
+    std::unordered_map<std::uint64_t, std::vector<std::size_t>> by_hash;
+    const auto hash = [&](const std::uint16_t* r) {
+      std::uint64_t h = 1469598103934665603ull;
+      for (std::size_t d = 0; d < row; ++d) h = (h ^ r[d]) * 1099511628211ull;
+      return h;
+    };
+    for (std::size_t i = 0; i < n; ++i) by_hash[hash(rows[i].data())].push_back(i);
+    std::vector<std::int32_t> moved(n, -1);
+    std::size_t found = 0;
+    for (std::size_t c = 0; c < n_cells_ && found < n; ++c) {
+      if (other[c]) continue;
+      const auto* r = reinterpret_cast<const std::uint16_t*>(k_pools_[0] + c * k_stride_);
+      if (std::all_of(r, r + row, [](std::uint16_t x) { return x == 0; })) continue;  // not restored here
+      const auto it = by_hash.find(hash(r));
+      if (it == by_hash.end()) continue;
+      for (std::size_t i : it->second)
+        if (moved[i] < 0 && k_rows(static_cast<std::int32_t>(c)) == rows[i]) {
+          moved[i] = static_cast<std::int32_t>(c);
+          ++found;
+          break;
+        }
+    }
+    if (found != n) throw adapter_error("re-pack: " + std::to_string(n - found) + " restored tokens not found in the cache");
+    std::vector<std::int32_t> pos(n);
+    for (std::size_t i = 0; i < n; ++i) pos[i] = cell_pos_[static_cast<std::size_t>(s.cells[i])];
+    for (std::size_t i = 0; i < n; ++i) cell_pos_[static_cast<std::size_t>(s.cells[i])] = -1;
+    for (std::size_t i = 0; i < n; ++i) {
+      s.cells[i] = moved[i];
+      cell_pos_[static_cast<std::size_t>(moved[i])] = pos[i];
+    }
+    ++stats_.repacks;
+    stats_.repack_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (opt_.verify) verify(seq, s);
   }
 
   void run_sequence(const llama_batch& batch, llama_seq_id seq, std::size_t t0, std::size_t n, phase ph) {
@@ -528,6 +615,10 @@ class adapter {
       }
       stats_.library_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t_lib).count();
       if (!st.ok()) {
+        if (std::getenv("INFOKV_DEBUG")) {
+          auto bad = [](std::span<const float> x) { std::size_t k = 0; for (float f : x) { if (!std::isfinite(f)) return k; ++k; } return x.size() + 1; };
+          std::fprintf(stderr, "q %zu/%zu pq %zu/%zu h %zu/%zu lg %zu/%zu\n", bad(sig.queries), sig.queries.size(), bad(sig.prerope_queries), sig.prerope_queries.size(), bad(sig.hidden_states), sig.hidden_states.size(), bad(sig.logits), sig.logits.size());
+        }
         s.cells.resize(s.cells.size() - n);  // the library left everything as it was
         throw adapter_error(std::string("infokv: ") + std::string(st.message()) + " (detail " +
                             std::to_string(st.detail()) + ")");
@@ -563,6 +654,7 @@ class adapter {
     stats_.seq_rm_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t_rm).count();
     ++stats_.evictions;
     stats_.evicted_tokens += positions.size();
+    evicted_this_call_ = true;
   }
 
   infokv::step_signals signals(const llama_batch& batch, std::size_t t0, std::size_t n, std::size_t N) {
@@ -638,7 +730,7 @@ class adapter {
   bool installed_ = false, user_asked_ = false;
   std::string error_;
   std::size_t n_seq_max_ = 1, n_cells_ = 0, k_stride_ = 0, last_ubatch_ = 0;
-  bool capturing_ = false, v_transposed_ = false;
+  bool capturing_ = false, v_transposed_ = false, evicted_this_call_ = false;
   std::vector<sequence> seqs_;
   std::vector<std::int32_t> cell_pos_;
   std::vector<infokv::half*> k_pools_, v_pools_;

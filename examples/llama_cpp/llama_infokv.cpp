@@ -5,6 +5,12 @@
 //                [--budget 256] [--slack 16] [--sinks 4] [--recent 64] [--prefill-ratio 1]
 //                [--n-predict 256] [--ctx 4096] [--batch 512] [--threads N] [--seed 0]
 //                [--flash-attn] [--raw] [--compare] [--verify]
+//   llama-infokv bench --model M.gguf --text FILE [--contexts 2048,8192] [--policies none,infokv,snapkv]
+//                [--ratio 0.25] [--n-predict 64] [--slack 16] [--threads N] [--flash-attn]
+//
+// bench: per context C the first C tokens of FILE are the prompt; the policy keeps ratio x C of it
+// at the end of the prefill and holds ratio x C (+ slack) while it decodes n tokens. "none" is
+// plain llama.cpp (no adapter): the baseline each row is set beside.
 //
 // Several --prompt flags decode several sequences in one batch. --raw feeds the text without the
 // model's chat template. --compare also runs plain llama.cpp (no adapter, full cache) and prints
@@ -14,6 +20,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -27,6 +34,10 @@ namespace {
 struct cli {
   std::string command, model, policy = "infokv";
   std::vector<std::string> prompts;
+  std::string text;
+  std::vector<std::size_t> contexts{2048, 8192};
+  std::vector<std::string> policies{"none", "infokv", "snapkv"};
+  double ratio = 0.25;
   bool raw = false, compare = false, verify = false;
   llama_infokv::run_options run;
   llama_infokv::compression_settings comp;
@@ -60,7 +71,7 @@ cli parse(int argc, char** argv) {
   cli c;
   if (argc < 2) usage("no command");
   c.command = argv[1];
-  if (c.command != "generate") usage("unknown command '" + c.command + "'");
+  if (c.command != "generate" && c.command != "bench") usage("unknown command '" + c.command + "'");
   c.run.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
@@ -89,13 +100,24 @@ cli parse(int argc, char** argv) {
     else if (a == "--threads") c.run.threads = static_cast<int>(to_size(a, value()));
     else if (a == "--seed") c.run.seed = static_cast<std::uint32_t>(to_size(a, value()));
     else if (a == "--flash-attn") c.run.flash_attn = true;
+    else if (a == "--text") c.text = value();
+    else if (a == "--ratio") c.ratio = std::atof(value().c_str());
+    else if (a == "--contexts" || a == "--policies") {
+      std::stringstream ss(value());
+      std::string item;
+      if (a == "--contexts") c.contexts.clear(); else c.policies.clear();
+      while (std::getline(ss, item, ','))
+        if (a == "--contexts") c.contexts.push_back(to_size(a, item)); else c.policies.push_back(item);
+    }
     else if (a == "--raw") c.raw = true;
     else if (a == "--compare") c.compare = true;
     else if (a == "--verify") c.verify = true;
     else usage("unknown option '" + a + "'");
   }
   if (c.model.empty()) usage("--model is required");
-  if (c.prompts.empty()) usage("give at least one --prompt or --prompt-file");
+  if (c.command == "generate" && c.prompts.empty()) usage("give at least one --prompt or --prompt-file");
+  if (c.command == "bench" && c.text.empty()) usage("bench needs --text FILE");
+  if (c.command == "bench" && !(c.ratio > 0.0 && c.ratio <= 1.0)) usage("--ratio must lie in (0, 1]");
   if (c.run.n_batch == 0 || c.run.n_ctx == 0) usage("--ctx and --batch must be positive");
   return c;
 }
@@ -135,6 +157,52 @@ void print_run(const char* label, const llama_model* model, const llama_infokv::
   }
 }
 
+/// bench: one row per (context, policy).
+void bench(const cli& c, llama_model* model) {
+  std::ifstream in(c.text, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + c.text);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const auto all = llama_infokv::tokenize(model, ss.str(), false);
+  const infokv::model_shape shape = infokv_llama::model_shape_of(model);
+  const infokv::rope_params rope = infokv_llama::rope_of(model);
+  std::printf("| context | policy | prefill tok/s | decode tok/s | decode vs full | attended cells after prefill | "
+              "cells held at the end | KV MiB held | library %% of decode | callback %% of decode | re-packs |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|\n");
+  for (std::size_t C : c.contexts) {
+    if (all.size() < C) throw std::runtime_error("the text has " + std::to_string(all.size()) + " tokens, fewer than " + std::to_string(C));
+    llama_infokv::run_options o = c.run;
+    o.prompts = {std::vector<llama_token>(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(C))};
+    o.n_ctx = static_cast<std::uint32_t>(C + static_cast<std::size_t>(c.run.n_predict) + 256);
+    o.stop_at_eog = false;
+    double full_decode = 0.0;
+    for (const auto& name : c.policies) {
+      llama_infokv::compression_settings cs = c.comp;
+      cs.budget = static_cast<std::size_t>(c.ratio * static_cast<double>(C));
+      cs.prefill_ratio = c.ratio;
+      cs.capacity = o.n_ctx;
+      const auto pol = llama_infokv::make_policy(name, llama_infokv::config_of(cs, rope), shape);
+      std::optional<infokv_llama::adapter> ad;
+      if (pol != nullptr) ad.emplace(model, pol);
+      const auto r = llama_infokv::run(model, o, ad ? &*ad : nullptr);
+      const double dec = static_cast<double>(r.decoded_tokens) / r.decode_seconds;
+      if (name == "none") full_decode = dec;
+      const double lib = r.stats.library_seconds - r.prefill_stats.library_seconds;
+      const double cb = r.stats.callback_seconds - r.prefill_stats.callback_seconds;
+      const std::size_t held = ad ? ad->cells_held(0) : C + r.decoded_tokens;
+      const std::size_t bpc = 2 * shape.num_layers * shape.num_kv_heads * shape.head_dim * 2;
+      std::printf("| %zu | %s | %.1f | %.2f | %s | %s | %zu | %.1f | %s | %s | %zu |\n", C, name.c_str(),
+                  static_cast<double>(r.prompt_tokens) / r.prefill_seconds, dec,
+                  full_decode > 0 ? (std::to_string(dec / full_decode).substr(0, 4) + "x").c_str() : "-",
+                  ad ? std::to_string(r.high_water_after_prefill).c_str() : std::to_string(C).c_str(), held,
+                  static_cast<double>(held * bpc) / 1048576.0,
+                  ad ? (std::to_string(100.0 * lib / r.decode_seconds).substr(0, 4)).c_str() : "-",
+                  ad ? (std::to_string(100.0 * cb / r.decode_seconds).substr(0, 4)).c_str() : "-", r.stats.repacks);
+      std::fflush(stdout);
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -151,6 +219,11 @@ int main(int argc, char** argv) {
     return 1;
   }
   try {
+    if (c.command == "bench") {
+      bench(c, model.get());
+      llama_backend_free();
+      return 0;
+    }
     llama_infokv::run_options run = c.run;
     for (const auto& p : c.prompts)
       run.prompts.push_back(llama_infokv::tokenize(model.get(), c.raw ? p : llama_infokv::chat_prompt(model.get(), p), !c.raw));
