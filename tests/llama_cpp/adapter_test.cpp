@@ -24,6 +24,20 @@ struct model_deleter {
   void operator()(llama_model* m) const noexcept { llama_model_free(m); }
 };
 
+/// One sequence's tokens at positions 0.., as a batch (only the last an output unless `all_out`).
+llama_batch prompt_batch(const std::vector<llama_token>& toks, bool all_out) {
+  llama_batch b = llama_batch_init(static_cast<std::int32_t>(toks.size()), 0, 1);
+  for (std::size_t i = 0; i < toks.size(); ++i) {
+    b.token[i] = toks[i];
+    b.pos[i] = static_cast<llama_pos>(i);
+    b.n_seq_id[i] = 1;
+    b.seq_id[i][0] = 0;
+    b.logits[i] = all_out || i + 1 == toks.size();
+  }
+  b.n_tokens = static_cast<std::int32_t>(toks.size());
+  return b;
+}
+
 class LlamaAdapter : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -109,15 +123,7 @@ TEST_F(LlamaAdapter, ChainsTheCallbackTheUserSet) {
   ASSERT_NE(ctx, nullptr);
   ad.attach(ctx.get());
   const auto& pr = o.prompts[0];
-  llama_batch b = llama_batch_init(512, 0, 1);
-  for (std::size_t i = 0; i < pr.size(); ++i) {
-    b.token[i] = pr[i];
-    b.pos[i] = static_cast<llama_pos>(i);
-    b.n_seq_id[i] = 1;
-    b.seq_id[i][0] = 0;
-    b.logits[i] = i + 1 == pr.size();
-  }
-  b.n_tokens = static_cast<std::int32_t>(pr.size());
+  llama_batch b = prompt_batch(pr, false);
   ASSERT_EQ(ad.decode(b, infokv_llama::adapter::phase::prompt_last), 0);
   llama_batch_free(b);
   EXPECT_EQ(u.asked, static_cast<std::size_t>(ad.shape().num_layers)) << "one ffn_out node per layer";
@@ -255,15 +261,7 @@ TEST_F(LlamaAdapter, ALlamaCppWhoseInternalsMovedIsOneClearError) {
   ad.install(p);
   llama_infokv::context_ptr ctx(llama_init_from_model(model_.get(), p));
   ad.attach(ctx.get());
-  llama_batch b = llama_batch_init(64, 0, 1);
-  for (std::size_t i = 0; i < o.prompts[0].size(); ++i) {
-    b.token[i] = o.prompts[0][i];
-    b.pos[i] = static_cast<llama_pos>(i);
-    b.n_seq_id[i] = 1;
-    b.seq_id[i][0] = 0;
-    b.logits[i] = 1;
-  }
-  b.n_tokens = static_cast<std::int32_t>(o.prompts[0].size());
+  llama_batch b = prompt_batch(o.prompts[0], true);
   try {
     (void)ad.decode(b, infokv_llama::adapter::phase::prompt_last);
     FAIL() << "the adapter ran without finding the K cache";
