@@ -617,10 +617,6 @@ class adapter {
       }
       stats_.library_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t_lib).count();
       if (!st.ok()) {
-        if (std::getenv("INFOKV_DEBUG")) {
-          auto bad = [](std::span<const float> x) { std::size_t k = 0; for (float f : x) { if (!std::isfinite(f)) return k; ++k; } return x.size() + 1; };
-          std::fprintf(stderr, "q %zu/%zu pq %zu/%zu h %zu/%zu lg %zu/%zu\n", bad(sig.queries), sig.queries.size(), bad(sig.prerope_queries), sig.prerope_queries.size(), bad(sig.hidden_states), sig.hidden_states.size(), bad(sig.logits), sig.logits.size());
-        }
         s.cells.resize(s.cells.size() - n);  // the library left everything as it was
         throw adapter_error(std::string("infokv: ") + std::string(st.message()) + " (detail " +
                             std::to_string(st.detail()) + ")");
