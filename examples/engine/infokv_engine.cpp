@@ -3,7 +3,10 @@
 // compress() after every decode step. Subcommands:
 //   generate    chat-prompt generation with a policy, optionally against the full cache (--compare)
 //   perplexity  teacher-forced perplexity in llama.cpp's protocol (chunks of --ctx tokens, the
-//               second half of each chunk scored), full cache
+//               second half of each chunk scored), full cache; with --policy, also under
+//               compression: the first half of each chunk is the prompt (compressed to
+//               --prefill-ratio), the second half is fed one decode step at a time with compress()
+//               after each (the protocol of llama-infokv perplexity, for the cross-engine check)
 //   bench       prefill / decode tokens per second at several contexts, with and without
 //               compression, and the share of each decode step spent in the library
 //   tokenize    the token ids of a text file (JSON), for comparison with other tokenizers
@@ -18,6 +21,7 @@
 #include <map>
 #include <numeric>
 #include <random>
+#include <span>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -46,6 +50,8 @@ struct options {
                        "Describe the keeper, the island, the storm, and what happens after the message is read.";
   std::string prompt_file;  // read the prompt from a file instead (any bytes: checked for UTF-8)
   std::string text_file;
+  std::string dump;  // perplexity: one JSON object per chunk (kept positions, scored NLLs)
+  bool policy_given = false, prefill_ratio_given = false;
   bool chat = true;
   bool compare = false;
   std::size_t max_new = 256;
@@ -70,8 +76,8 @@ struct options {
                "usage: infokv_engine generate|perplexity|bench|tokenize --model PATH [options]\n"
                "  --prompt TEXT  --prompt-file FILE  --raw (no chat template)  --max-new N  --temperature T  --top-p P  --seed S\n"
                "  --policy NAME  --granularity per_layer|per_sequence|per_layer_head  --ratio R  --prefill-ratio R\n"
-               "  --slack N  --recent N  --page-size N  --compare\n"
-               "  --text FILE  --ctx N  --chunks N  --batch N  --contexts 512,2048,8192  --decode-steps N\n");
+               "  --slack N  --sinks N  --recent N  --page-size N  --compare\n"
+               "  --text FILE  --ctx N  --chunks N  --batch N  --dump FILE  --contexts 512,2048,8192  --decode-steps N\n");
   std::exit(1);
 }
 
@@ -103,10 +109,17 @@ options parse(int argc, char** argv) {
     else if (a == "--temperature") o.temperature = to_double(next(), "--temperature");
     else if (a == "--top-p") o.top_p = to_double(next(), "--top-p");
     else if (a == "--seed") o.seed = to_size(next(), "--seed");
-    else if (a == "--policy") o.comp.policy = next();
+    else if (a == "--policy") {
+      o.comp.policy = next();
+      o.policy_given = true;
+    } else if (a == "--dump") o.dump = next();
+    else if (a == "--sinks") o.comp.sink_tokens = to_size(next(), "--sinks");
     else if (a == "--granularity") o.comp.granularity = engine::parse_granularity(next());
     else if (a == "--ratio") o.comp.decode_ratio = to_double(next(), "--ratio");
-    else if (a == "--prefill-ratio") o.comp.prefill_ratio = to_double(next(), "--prefill-ratio");
+    else if (a == "--prefill-ratio") {
+      o.comp.prefill_ratio = to_double(next(), "--prefill-ratio");
+      o.prefill_ratio_given = true;
+    }
     else if (a == "--slack") o.comp.slack = to_size(next(), "--slack");
     else if (a == "--recent") o.comp.recent_tokens = to_size(next(), "--recent");
     else if (a == "--contexts") {
@@ -115,6 +128,10 @@ options parse(int argc, char** argv) {
     } else usage_error("unknown option '" + a + "'");
   }
   if (o.model.empty()) usage_error("--model PATH is required");
+  // perplexity measures the full cache unless a policy is named; then the prompt half keeps
+  // --ratio of itself unless --prefill-ratio says otherwise (llama-infokv perplexity's rule).
+  if (o.command == "perplexity" && !o.policy_given) o.comp.policy = "none";
+  if (o.command == "perplexity" && !o.prefill_ratio_given) o.comp.prefill_ratio = o.comp.decode_ratio;
   if (engine::find_policy(o.comp.policy) == nullptr) usage_error(engine::unknown_policy_message(o.comp.policy));
   if (o.page_size == 0) usage_error("--page-size must be at least 1");
   return o;
@@ -277,35 +294,99 @@ std::vector<std::int32_t> text_tokens(const options& o, const engine::bpe_tokeni
   }
 }
 
+/// One chunk under compression: the first half prefilled and compressed, the second half fed
+/// one decode step at a time. Returns the NLL of each prediction made at positions half .. n-2;
+/// `kept`: the positions held once the prompt was compressed.
+std::vector<double> compressed_chunk_nll(const options& o, const engine::llama_model& model,
+                                         std::span<const std::int32_t> chunk, std::vector<std::int32_t>& kept) {
+  const std::size_t n = chunk.size(), half = n / 2;
+  const auto& cfg = model.config;
+  engine::session s(model, o.comp.granularity, o.page_size, n, engine::make_hook(o.comp, cfg, n));
+  const std::vector<std::int32_t> prompt(chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(half));
+  prefill(s, prompt, prefill_chunk_for(o.comp, cfg, n, o.prefill_chunk));
+  kept = s.cache().stream_positions(0);
+  std::sort(kept.begin(), kept.end());
+  std::vector<double> nll;
+  for (std::size_t j = half; j + 1 < n; ++j) {
+    const engine::row_matrix& lg = s.forward(chunk.subspan(j, 1), engine::step_kind::decode, false);
+    nll.push_back(engine::token_nll(lg.row(lg.rows() - 1), chunk[j + 1]));
+  }
+  return nll;
+}
+
 int cmd_perplexity(const options& o, const engine::llama_model& model, const engine::bpe_tokenizer& tok) {
   const auto ids = text_tokens(o, tok);
   if (o.ctx < 4 || o.ctx > model.config.context) usage_error("--ctx must lie in [4, the model's context]");
+  const bool compress = o.comp.policy != "none";
+  if (compress && o.ctx % 2 != 0) usage_error("perplexity with a policy needs an even --ctx");
   std::size_t chunks = ids.size() / o.ctx;
   if (o.chunks != 0) chunks = std::min(chunks, o.chunks);
   if (chunks == 0) throw std::runtime_error("the text has fewer tokens than one chunk of --ctx");
   const std::size_t batch = o.batch == 0 ? o.ctx : std::min(o.batch, o.ctx);
   std::printf("%zu tokens, %zu chunks of %zu in batches of %zu, scoring positions %zu..%zu of each chunk\n", ids.size(),
               chunks, o.ctx, batch, o.ctx / 2, o.ctx - 2);
+  if (compress)
+    std::printf("policy %s (%s): prompt %zu tokens kept to %.3g, then %zu decode steps keeping %.3g of the tokens seen "
+                "(+ slack %zu, sinks %zu, recent %zu)\n",
+                o.comp.policy.c_str(), std::string(infokv::to_string(o.comp.granularity)).c_str(), o.ctx / 2,
+                o.comp.prefill_ratio, o.ctx / 2 - 1, o.comp.decode_ratio, o.comp.slack, o.comp.sink_tokens,
+                o.comp.recent_tokens);
+  std::FILE* dump = nullptr;
+  if (!o.dump.empty() && (dump = std::fopen(o.dump.c_str(), "w")) == nullptr) throw std::runtime_error("cannot write " + o.dump);
+  struct file_closer {
+    std::FILE* f;
+    ~file_closer() { if (f != nullptr) std::fclose(f); }
+  } closer{dump};
   const auto t = clock_type::now();
-  double nll = 0.0;
+  double nll = 0.0, nll_comp = 0.0;
   std::size_t count = 0;
   for (std::size_t c = 0; c < chunks; ++c) {
     engine::session s(model, infokv::stream_granularity::per_layer, o.page_size, o.ctx, nullptr);
     const std::span<const std::int32_t> chunk(ids.data() + c * o.ctx, o.ctx);
+    std::vector<double> full;
     for (std::size_t b0 = 0; b0 < o.ctx; b0 += batch) {
       const std::size_t n = std::min(batch, o.ctx - b0);
       const engine::row_matrix& lg = s.forward(chunk.subspan(b0, n), engine::step_kind::decode, true);
-      for (std::size_t j = std::max(o.ctx / 2, b0); j < b0 + n && j + 1 < o.ctx; ++j) {
-        nll += engine::token_nll(lg.row(static_cast<Eigen::Index>(j - b0)), chunk[j + 1]);
-        ++count;
-      }
+      for (std::size_t j = std::max(o.ctx / 2, b0); j < b0 + n && j + 1 < o.ctx; ++j)
+        full.push_back(engine::token_nll(lg.row(static_cast<Eigen::Index>(j - b0)), chunk[j + 1]));
     }
-    std::printf("[%zu]%.4f ", c + 1, std::exp(nll / static_cast<double>(count)));
+    for (double x : full) nll += x;
+    count += full.size();
+    if (!compress) {
+      std::printf("[%zu]%.4f ", c + 1, std::exp(nll / static_cast<double>(count)));
+      std::fflush(stdout);
+      continue;
+    }
+    std::vector<std::int32_t> kept;
+    std::vector<double> comp = compressed_chunk_nll(o, model, chunk, kept);
+    double f = 0.0, p = 0.0;
+    for (std::size_t i = 0; i < full.size(); ++i) {
+      f += full[i];
+      p += comp[i];
+    }
+    nll_comp += p;
+    const double m = static_cast<double>(full.size());
+    std::printf("[%zu] full %.4f, %s %.4f (mean NLL, delta %+.4f)\n", c + 1, f / m, o.comp.policy.c_str(), p / m, (p - f) / m);
     std::fflush(stdout);
+    if (dump != nullptr) {
+      std::fprintf(dump, "{\"chunk\": %zu, \"first_token\": %zu, \"kept_after_prefill\": [", c, c * o.ctx);
+      for (std::size_t i = 0; i < kept.size(); ++i) std::fprintf(dump, "%s%d", i ? ", " : "", kept[i]);
+      for (const auto* which : {&full, &comp}) {
+        std::fprintf(dump, "], \"%s\": [", which == &full ? "nll_full" : "nll");
+        for (std::size_t i = 0; i < which->size(); ++i) std::fprintf(dump, "%s%.9g", i ? ", " : "", (*which)[i]);
+      }
+      std::fprintf(dump, "]}\n");
+      std::fflush(dump);
+    }
   }
-  std::printf("\nperplexity: %.4f over %zu predictions (%.1f s)\n", std::exp(nll / static_cast<double>(count)), count,
-              seconds_since(t));
-  std::printf("mean nll: %.9f\n", nll / static_cast<double>(count));
+  const double mf = nll / static_cast<double>(count);
+  std::printf("\nperplexity: %.4f over %zu predictions (%.1f s)\n", std::exp(mf), count, seconds_since(t));
+  std::printf("mean nll: %.9f\n", mf);
+  if (compress) {
+    const double mp = nll_comp / static_cast<double>(count);
+    std::printf("%s: perplexity %.4f (mean NLL %.6f); delta NLL %+.6f over %zu predictions\n", o.comp.policy.c_str(),
+                std::exp(mp), mp, mp - mf, count);
+  }
   return 0;
 }
 

@@ -7,12 +7,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include <ggml-cpu.h>
 #include <llama.h>
 
 #include "infokv_llama.hpp"
@@ -28,6 +30,9 @@ struct run_options {
   int threads = 2;
   bool flash_attn = false;
   bool stop_at_eog = true;
+  // Teacher forcing (perplexity): when non-empty, one list per sequence; decode feeds these tokens
+  // instead of sampled ones and records how well the logits before each predicted it.
+  std::vector<std::vector<llama_token>> forced;
 };
 
 struct sequence_trace {
@@ -35,6 +40,7 @@ struct sequence_trace {
   std::size_t max_cells = 0;         // most cells held at any point after a call
   std::vector<std::size_t> cells;    // cells held after each decode step
   std::vector<std::int32_t> kept_after_prefill;  // positions held once the prompt was compressed, ascending
+  std::vector<double> nll;           // teacher forcing: -log p(forced[i]) from the logits before it
 };
 
 struct run_result {
@@ -55,6 +61,10 @@ struct sampler_deleter {
   void operator()(llama_sampler* s) const noexcept { llama_sampler_free(s); }
 };
 using sampler_ptr = std::unique_ptr<llama_sampler, sampler_deleter>;
+struct threadpool_deleter {
+  void operator()(ggml_threadpool* t) const noexcept { ggml_threadpool_free(t); }
+};
+using threadpool_ptr = std::unique_ptr<ggml_threadpool, threadpool_deleter>;
 
 inline llama_context_params context_params(const run_options& o) {
   llama_context_params p = llama_context_default_params();
@@ -74,12 +84,32 @@ inline llama_context_params context_params(const run_options& o) {
 
 /// Runs the prompts and generation; `ad` null runs plain llama.cpp. The adapter must be fresh
 /// (one adapter per context).
+inline double token_nll(const float* logits, std::size_t vocab, llama_token target) {
+  double mx = logits[0];
+  for (std::size_t i = 1; i < vocab; ++i) mx = std::max(mx, static_cast<double>(logits[i]));
+  double z = 0.0;
+  for (std::size_t i = 0; i < vocab; ++i) z += std::exp(static_cast<double>(logits[i]) - mx);
+  return mx + std::log(z) - static_cast<double>(logits[static_cast<std::size_t>(target)]);
+}
+
 inline run_result run(llama_model* model, const run_options& o, infokv_llama::adapter* ad) {
   if (o.prompts.empty()) throw std::invalid_argument("no prompt");
+  const bool forcing = !o.forced.empty();
+  if (forcing && o.forced.size() != o.prompts.size()) throw std::invalid_argument("one forced list per prompt");
+  for (const auto& f : o.forced)
+    if (f.empty()) throw std::invalid_argument("an empty forced list");
   llama_context_params params = context_params(o);
   if (ad != nullptr) ad->install(params);
+  // One thread pool for the run, as llama-cli does. Without it ggml (built without OpenMP) makes
+  // and joins a new pool for every graph computation, and the eval callback cuts each step's
+  // graph into one computation per node it reads (queries, hidden states): 60 pools per decode
+  // step for InfoKV on SmolLM2, which cost more than the smaller cache saved.
+  ggml_threadpool_params tpp = ggml_threadpool_params_default(o.threads);
+  threadpool_ptr pool(ggml_threadpool_new(&tpp));
+  if (!pool) throw std::runtime_error("ggml_threadpool_new failed");
   context_ptr ctx(llama_init_from_model(model, params));
   if (!ctx) throw std::runtime_error("llama_init_from_model failed (n_ctx too large for memory?)");
+  llama_attach_threadpool(ctx.get(), pool.get(), pool.get());
   if (ad != nullptr) ad->attach(ctx.get());
   const llama_vocab* vocab = llama_model_get_vocab(model);
   const std::size_t S = o.prompts.size();
@@ -97,6 +127,17 @@ inline run_result run(llama_model* model, const run_options& o, infokv_llama::ad
   }
   run_result r;
   r.seqs.resize(S);
+  const std::size_t n_vocab = static_cast<std::size_t>(llama_vocab_n_tokens(vocab));
+  // The next token of sequence s: sampled, or under teacher forcing the next forced token (its
+  // NLL under the logits of batch row i recorded first).
+  const auto pick = [&](std::size_t s, std::int32_t i) -> llama_token {
+    if (!forcing) return llama_sampler_sample(samplers[s].get(), ctx.get(), i);
+    const std::size_t k = r.seqs[s].nll.size();
+    const float* lg = llama_get_logits_ith(ctx.get(), i);
+    if (lg == nullptr) throw std::runtime_error("llama.cpp returned no logits for a forced token");
+    r.seqs[s].nll.push_back(token_nll(lg, n_vocab, o.forced[s][k]));
+    return o.forced[s][k];
+  };
   llama_batch batch = llama_batch_init(static_cast<std::int32_t>(o.n_batch), 0, 1);
   struct batch_guard {
     llama_batch& b;
@@ -136,7 +177,7 @@ inline run_result run(llama_model* model, const run_options& o, infokv_llama::ad
       const bool last = at + n == pr.size();
       decode(last ? infokv_llama::adapter::phase::prompt_last : infokv_llama::adapter::phase::prompt);
       note_cells(s);
-      if (last) next[s] = llama_sampler_sample(samplers[s].get(), ctx.get(), batch.n_tokens - 1);
+      if (last) next[s] = pick(s, batch.n_tokens - 1);
     }
     pos[s] = static_cast<llama_pos>(pr.size());
     r.prompt_tokens += pr.size();
@@ -154,17 +195,18 @@ inline run_result run(llama_model* model, const run_options& o, infokv_llama::ad
   // Decode: every live sequence appends its token in one batch.
   std::vector<bool> live(S, true);
   const auto t_decode = std::chrono::steady_clock::now();
-  for (int step = 0; step < o.n_predict; ++step) {
+  for (int step = 0; forcing || step < o.n_predict; ++step) {
     batch.n_tokens = 0;
     std::vector<std::size_t> in_batch;
     for (std::size_t s = 0; s < S; ++s) {
       if (!live[s]) continue;
       r.seqs[s].generated.push_back(next[s]);
-      if (o.stop_at_eog && llama_vocab_is_eog(vocab, next[s])) {
+      if (!forcing && o.stop_at_eog && llama_vocab_is_eog(vocab, next[s])) {
         live[s] = false;
         continue;
       }
-      if (static_cast<int>(r.seqs[s].generated.size()) >= o.n_predict) {
+      if (forcing ? r.seqs[s].generated.size() >= o.forced[s].size()
+                  : static_cast<int>(r.seqs[s].generated.size()) >= o.n_predict) {
         live[s] = false;
         continue;
       }
@@ -177,7 +219,7 @@ inline run_result run(llama_model* model, const run_options& o, infokv_llama::ad
     r.decoded_tokens += in_batch.size();
     for (std::size_t k = 0; k < in_batch.size(); ++k) {
       const std::size_t s = in_batch[k];
-      next[s] = llama_sampler_sample(samplers[s].get(), ctx.get(), static_cast<std::int32_t>(k));
+      next[s] = pick(s, static_cast<std::int32_t>(k));
       note_cells(s);
       if (ad != nullptr) r.seqs[s].cells.push_back(ad->cells_held(static_cast<llama_seq_id>(s)));
     }

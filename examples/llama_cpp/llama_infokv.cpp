@@ -7,10 +7,20 @@
 //                [--flash-attn] [--raw] [--compare] [--verify]
 //   llama-infokv bench --model M.gguf --text FILE [--contexts 2048,8192] [--policies none,infokv,snapkv]
 //                [--ratio 0.25] [--n-predict 64] [--slack 16] [--threads N] [--flash-attn]
+//   llama-infokv perplexity --model M.gguf --text FILE [--ctx 1024] [--chunks N] [--policy infokv]
+//                [--ratio 0.25] [--prefill-ratio R] [--slack 16] [--sinks 4] [--recent 64] [--dump FILE]
 //
 // bench: per context C the first C tokens of FILE are the prompt; the policy keeps ratio x C of it
 // at the end of the prefill and holds ratio x C (+ slack) while it decodes n tokens. "none" is
 // plain llama.cpp (no adapter): the baseline each row is set beside.
+//
+// perplexity: llama.cpp's chunk protocol (chunks of --ctx tokens, the predictions of the second
+// half of each chunk scored) with compression in it: the first half is the prompt (compressed to
+// --prefill-ratio of it, default --ratio), the second half is fed one decode step at a time with
+// compress() after each (keep --ratio of the tokens seen, + slack). Each chunk also runs with the
+// full cache; the score is the mean NLL of both and its difference. --dump writes one JSON object
+// per chunk (positions kept by the prompt's compression, every scored NLL) for the comparison
+// with infokv_engine (scripts/compare_engine_perplexity.py).
 //
 // Several --prompt flags decode several sequences in one batch. --raw feeds the text without the
 // model's chat template. --compare also runs plain llama.cpp (no adapter, full cache) and prints
@@ -38,6 +48,9 @@ struct cli {
   std::vector<std::size_t> contexts{2048, 8192};
   std::vector<std::string> policies{"none", "infokv", "snapkv"};
   double ratio = 0.25;
+  std::size_t chunks = 0;  // perplexity: 0 = every whole chunk of the text
+  std::string dump;
+  bool ratio_given = false, prefill_ratio_given = false, ctx_given = false;
   bool raw = false, compare = false, verify = false;
   llama_infokv::run_options run;
   llama_infokv::compression_settings comp;
@@ -49,6 +62,10 @@ struct cli {
                "usage: llama-infokv generate --model M.gguf (--prompt TEXT | --prompt-file F)... [--policy NAME]\n"
                "         [--budget N] [--slack N] [--sinks N] [--recent N] [--prefill-ratio R] [--n-predict N]\n"
                "         [--ctx N] [--batch N] [--threads N] [--seed N] [--flash-attn] [--raw] [--compare] [--verify]\n"
+               "       llama-infokv bench --model M.gguf --text FILE [--contexts 2048,8192] [--policies none,infokv,snapkv]\n"
+               "         [--ratio 0.25] [--n-predict N] [--slack N] [--threads N] [--flash-attn]\n"
+               "       llama-infokv perplexity --model M.gguf --text FILE --ratio R [--ctx 1024] [--chunks N] [--policy NAME]\n"
+               "         [--prefill-ratio R] [--slack N] [--sinks N] [--recent N] [--threads N] [--dump FILE]\n"
                "policies:",
                why.c_str());
   for (auto n : llama_infokv::policy_names) std::fprintf(stderr, " %.*s", static_cast<int>(n.size()), n.data());
@@ -71,7 +88,7 @@ cli parse(int argc, char** argv) {
   cli c;
   if (argc < 2) usage("no command");
   c.command = argv[1];
-  if (c.command != "generate" && c.command != "bench") usage("unknown command '" + c.command + "'");
+  if (c.command != "generate" && c.command != "bench" && c.command != "perplexity") usage("unknown command '" + c.command + "'");
   c.run.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
@@ -93,15 +110,25 @@ cli parse(int argc, char** argv) {
     else if (a == "--slack") c.comp.slack = to_size(a, value());
     else if (a == "--sinks") c.comp.sinks = to_size(a, value());
     else if (a == "--recent") c.comp.recent = to_size(a, value());
-    else if (a == "--prefill-ratio") c.comp.prefill_ratio = std::atof(value().c_str());
+    else if (a == "--prefill-ratio") {
+      c.comp.prefill_ratio = std::atof(value().c_str());
+      c.prefill_ratio_given = true;
+    }
     else if (a == "--n-predict") c.run.n_predict = static_cast<int>(to_size(a, value()));
-    else if (a == "--ctx") c.run.n_ctx = static_cast<std::uint32_t>(to_size(a, value()));
+    else if (a == "--ctx") {
+      c.run.n_ctx = static_cast<std::uint32_t>(to_size(a, value()));
+      c.ctx_given = true;
+    }
     else if (a == "--batch") c.run.n_batch = static_cast<std::uint32_t>(to_size(a, value()));
     else if (a == "--threads") c.run.threads = static_cast<int>(to_size(a, value()));
     else if (a == "--seed") c.run.seed = static_cast<std::uint32_t>(to_size(a, value()));
     else if (a == "--flash-attn") c.run.flash_attn = true;
     else if (a == "--text") c.text = value();
-    else if (a == "--ratio") c.ratio = std::atof(value().c_str());
+    else if (a == "--ratio") {
+      c.ratio = std::atof(value().c_str());
+      c.ratio_given = true;
+    } else if (a == "--chunks") c.chunks = to_size(a, value());
+    else if (a == "--dump") c.dump = value();
     else if (a == "--contexts" || a == "--policies") {
       std::stringstream ss(value());
       std::string item;
@@ -116,8 +143,17 @@ cli parse(int argc, char** argv) {
   }
   if (c.model.empty()) usage("--model is required");
   if (c.command == "generate" && c.prompts.empty()) usage("give at least one --prompt or --prompt-file");
-  if (c.command == "bench" && c.text.empty()) usage("bench needs --text FILE");
-  if (c.command == "bench" && !(c.ratio > 0.0 && c.ratio <= 1.0)) usage("--ratio must lie in (0, 1]");
+  if (c.command != "generate" && c.text.empty()) usage(c.command + " needs --text FILE");
+  if (c.command != "generate" && !(c.ratio > 0.0 && c.ratio <= 1.0)) usage("--ratio must lie in (0, 1]");
+  if (c.prefill_ratio_given && !(c.comp.prefill_ratio > 0.0 && c.comp.prefill_ratio <= 1.0))
+    usage("--prefill-ratio must lie in (0, 1]");
+  if (c.command == "perplexity") {
+    if (!c.ratio_given) usage("perplexity needs --ratio (the share of the tokens seen that is kept)");
+    c.comp.decode_ratio = c.ratio;
+    if (!c.prefill_ratio_given) c.comp.prefill_ratio = c.ratio;
+    if (!c.ctx_given) c.run.n_ctx = 1024;
+    if (c.run.n_ctx < 8 || c.run.n_ctx % 2 != 0) usage("perplexity needs an even --ctx of at least 8");
+  }
   if (c.run.n_batch == 0 || c.run.n_ctx == 0) usage("--ctx and --batch must be positive");
   return c;
 }
@@ -204,6 +240,78 @@ void bench(const cli& c, llama_model* model) {
   }
 }
 
+
+/// perplexity: per chunk, the full cache and the policy on the same tokens.
+void perplexity(const cli& c, llama_model* model) {
+  std::ifstream in(c.text, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + c.text);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const auto all = llama_infokv::tokenize(model, ss.str(), false);
+  const std::size_t n = c.run.n_ctx, half = n / 2;
+  std::size_t chunks = all.size() / n;
+  if (c.chunks != 0) chunks = std::min(chunks, c.chunks);
+  if (chunks == 0)
+    throw std::runtime_error("the text has " + std::to_string(all.size()) + " tokens, fewer than one chunk of " + std::to_string(n));
+  const infokv::model_shape shape = infokv_llama::model_shape_of(model);
+  llama_infokv::compression_settings cs = c.comp;
+  cs.capacity = n;
+  const auto pol = llama_infokv::make_policy(c.policy, llama_infokv::config_of(cs, infokv_llama::rope_of(model)), shape);
+  if (pol == nullptr) throw std::runtime_error("perplexity compares a policy with the full cache: give a --policy other than none");
+  std::printf("%zu tokens, %zu chunks of %zu; prompt %zu tokens kept to %.3g, then %zu decode steps keeping %.3g of the "
+              "tokens seen (+ slack %zu, sinks %zu, recent %zu); policy %s\n",
+              all.size(), chunks, n, half, cs.prefill_ratio, half - 1, cs.decode_ratio, cs.slack, cs.sinks, cs.recent,
+              c.policy.c_str());
+  std::FILE* dump = nullptr;
+  if (!c.dump.empty() && (dump = std::fopen(c.dump.c_str(), "w")) == nullptr) throw std::runtime_error("cannot write " + c.dump);
+  struct file_closer {
+    std::FILE* f;
+    ~file_closer() { if (f != nullptr) std::fclose(f); }
+  } closer{dump};
+  double sum_full = 0.0, sum_comp = 0.0;
+  std::size_t count = 0, evictions = 0, most_cells = 0;
+  for (std::size_t k = 0; k < chunks; ++k) {
+    const auto first = all.begin() + static_cast<std::ptrdiff_t>(k * n);
+    llama_infokv::run_options o = c.run;
+    o.prompts = {std::vector<llama_token>(first, first + static_cast<std::ptrdiff_t>(half))};
+    o.forced = {std::vector<llama_token>(first + static_cast<std::ptrdiff_t>(half), first + static_cast<std::ptrdiff_t>(n))};
+    const auto full = llama_infokv::run(model, o, nullptr);
+    infokv_llama::adapter ad(model, pol);
+    const auto comp = llama_infokv::run(model, o, &ad);
+    evictions += comp.stats.evictions;
+    most_cells = std::max(most_cells, comp.seqs[0].max_cells);
+    // nll[0] predicts the chunk's token `half` from the prompt's last logits; llama.cpp's protocol
+    // scores the predictions made at positions half .. n-2.
+    double f = 0.0, p = 0.0;
+    for (std::size_t i = 1; i < half; ++i) {
+      f += full.seqs[0].nll[i];
+      p += comp.seqs[0].nll[i];
+    }
+    sum_full += f;
+    sum_comp += p;
+    count += half - 1;
+    std::printf("[%zu] full %.4f, %s %.4f (mean NLL, delta %+.4f); cells held at most %zu\n", k + 1,
+                f / static_cast<double>(half - 1), c.policy.c_str(), p / static_cast<double>(half - 1),
+                (p - f) / static_cast<double>(half - 1), comp.seqs[0].max_cells);
+    std::fflush(stdout);
+    if (dump != nullptr) {
+      std::fprintf(dump, "{\"chunk\": %zu, \"first_token\": %zu, \"kept_after_prefill\": [", k, k * n);
+      const auto& kept = comp.seqs[0].kept_after_prefill;
+      for (std::size_t i = 0; i < kept.size(); ++i) std::fprintf(dump, "%s%d", i ? ", " : "", kept[i]);
+      for (const auto* which : {&full, &comp}) {
+        std::fprintf(dump, "], \"%s\": [", which == &full ? "nll_full" : "nll");
+        for (std::size_t i = 1; i < half; ++i) std::fprintf(dump, "%s%.9g", i > 1 ? ", " : "", which->seqs[0].nll[i]);
+      }
+      std::fprintf(dump, "]}\n");
+      std::fflush(dump);
+    }
+  }
+  const double mf = sum_full / static_cast<double>(count), mp = sum_comp / static_cast<double>(count);
+  std::printf("full cache: perplexity %.4f (mean NLL %.6f); %s: perplexity %.4f (mean NLL %.6f); delta NLL %+.6f over %zu "
+              "predictions; %zu evictions, at most %zu cells held\n",
+              std::exp(mf), mf, c.policy.c_str(), std::exp(mp), mp, mp - mf, count, evictions, most_cells);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -221,8 +329,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   try {
-    if (c.command == "bench") {
-      bench(c, model.get());
+    if (c.command == "bench" || c.command == "perplexity") {
+      if (c.command == "bench") bench(c, model.get()); else perplexity(c, model.get());
       llama_backend_free();
       return 0;
     }

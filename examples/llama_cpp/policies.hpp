@@ -18,6 +18,7 @@ namespace llama_infokv {
 
 struct compression_settings {
   std::size_t budget = 256;          // decode budget, tokens
+  double decode_ratio = 0.0;         // if > 0: the decode budget is this share of the tokens seen instead
   double prefill_ratio = 1.0;        // kept by the prompt's compression (1: the prompt is not compressed beyond the budget)
   std::size_t sinks = 4;
   std::size_t recent = 64;
@@ -28,7 +29,7 @@ struct compression_settings {
 inline infokv::compress_config config_of(const compression_settings& s, const infokv::rope_params& rope) {
   infokv::compress_config c;
   c.granularity = infokv::stream_granularity::per_sequence;
-  c.decode_budget = infokv::budget::of_tokens(s.budget);
+  c.decode_budget = s.decode_ratio > 0.0 ? infokv::budget::of_ratio(s.decode_ratio) : infokv::budget::of_tokens(s.budget);
   c.prefill_budget = infokv::budget::of_ratio(s.prefill_ratio);
   c.sink_tokens = s.sinks;
   c.recent_tokens = s.recent;
