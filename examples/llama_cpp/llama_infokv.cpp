@@ -193,13 +193,17 @@ void print_run(const char* label, const llama_model* model, const llama_infokv::
   }
 }
 
-/// bench: one row per (context, policy).
-void bench(const cli& c, llama_model* model) {
-  std::ifstream in(c.text, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot read " + c.text);
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + path);
   std::stringstream ss;
   ss << in.rdbuf();
-  const auto all = llama_infokv::tokenize(model, ss.str(), false);
+  return ss.str();
+}
+
+/// bench: one row per (context, policy).
+void bench(const cli& c, llama_model* model) {
+  const auto all = llama_infokv::tokenize(model, read_text(c.text), false);
   const infokv::model_shape shape = infokv_llama::model_shape_of(model);
   const infokv::rope_params rope = infokv_llama::rope_of(model);
   std::printf("| context | policy | prefill tok/s | decode tok/s | decode vs full | attended cells after prefill | "
@@ -240,14 +244,9 @@ void bench(const cli& c, llama_model* model) {
   }
 }
 
-
 /// perplexity: per chunk, the full cache and the policy on the same tokens.
 void perplexity(const cli& c, llama_model* model) {
-  std::ifstream in(c.text, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot read " + c.text);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const auto all = llama_infokv::tokenize(model, ss.str(), false);
+  const auto all = llama_infokv::tokenize(model, read_text(c.text), false);
   const std::size_t n = c.run.n_ctx, half = n / 2;
   std::size_t chunks = all.size() / n;
   if (c.chunks != 0) chunks = std::min(chunks, c.chunks);
