@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Window attention scoring (the GEMM-shaped hot path of SnapKV / InfoKV) for one KV head: the
-// G x 64 window query rows against T bfloat16 keys, fused with masking, softmax, the window /
-// group mean; against Eigen's sgemm on the same [M x D] x [D x T] product in the same run.
+// G x 64 window query rows against T bfloat16 or half keys, fused with masking, softmax, the
+// window / group mean; against Eigen's sgemm on the same [M x D] x [D x T] product and, on an
+// AMX CPU, against a bare tile loop (the machine's bf16 peak) in the same run.
 #include <Eigen/Core>
 
 #include "bench_support.hpp"
@@ -11,15 +12,15 @@ namespace {
 using infokv_bench::kModels;
 constexpr std::size_t kWindow = 64;
 
-template <class Isa>
+template <class Isa, class Elem>
 void BM_WindowScoring(benchmark::State& state) {
   if (!infokv_bench::cpu_runs<Isa>(state)) return;
   const auto& m = kModels[static_cast<std::size_t>(state.range(0))].shape;
   const auto T = static_cast<std::size_t>(state.range(1));
   const std::size_t D = m.head_dim, G = m.group_size(), H = m.num_kv_heads;
-  using view_t = infokv::stream_view<infokv::bfloat16>;
+  using view_t = infokv::stream_view<Elem>;
   // One layer's keys, NHD pages of 16 tokens, pages in a scrambled order.
-  infokv_bench::pool_vector<infokv::bfloat16> keys(T * H * D);
+  infokv_bench::pool_vector<Elem> keys(T * H * D);
   infokv_bench::fill(keys, 1);
   std::vector<std::int32_t> pages(T / 16), pos(T), qpos(kWindow);
   for (std::size_t i = 0; i < pages.size(); ++i) pages[i] = static_cast<std::int32_t>((i * 7919) % pages.size());
@@ -62,6 +63,53 @@ void BM_EigenSgemm(benchmark::State& state) {
   state.counters["GFLOPS"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+#if defined(__x86_64__)
+/// The AMX-BF16 peak of one core: four independent 16 x 16 x 32 tile products per iteration on
+/// operands that stay in tiles (no loads), FLOPs counted as 2 x 16 x 16 x 32 per product.
+[[gnu::target("amx-tile,amx-bf16")]] void tile_loop(std::int64_t n, float* out) {
+  infokv::simd::amx_detail::tile_config cfg;
+  for (int t = 0; t < 8; ++t) {
+    cfg.rows[t] = 16;
+    cfg.colsb[t] = 64;
+  }
+  _tile_loadconfig(&cfg);
+  alignas(64) static std::uint16_t ones[16 * 32];
+  std::fill(std::begin(ones), std::end(ones), std::uint16_t{0x3f80});
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  _tile_loadd(4, ones, 64);
+  _tile_loadd(5, ones, 64);
+  _tile_loadd(6, ones, 64);
+  _tile_loadd(7, ones, 64);
+  for (std::int64_t i = 0; i < n; ++i) {
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+  _tile_stored(0, out, 64);
+  _tile_release();
+}
+
+void BM_AmxTilePeak(benchmark::State& state) {
+  if (!infokv_bench::cpu_runs<infokv::simd::amx_t>(state)) return;
+  if (!infokv::simd::prepare(infokv::simd::amx_t{})) {
+    state.SkipWithError("the OS refused the AMX tile state (skipped)");
+    return;
+  }
+  constexpr std::int64_t kIters = 100000;
+  alignas(64) float out[256];
+  for (auto _ : state) {
+    tile_loop(kIters, out);
+    benchmark::DoNotOptimize(out);
+  }
+  const double flops = 4.0 * kIters * 2.0 * 16 * 16 * 32;
+  state.counters["GFLOPS"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+#endif
+
 void shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"model", "tokens"})->ArgsProduct({{0, 1}, {4096, 32768, 131072}})->Unit(benchmark::kMillisecond);
 }
@@ -69,7 +117,13 @@ void shapes(benchmark::internal::Benchmark* b) {
 }  // namespace
 
 BENCHMARK(BM_EigenSgemm)->Apply(shapes);
-BENCHMARK_TEMPLATE(BM_WindowScoring, infokv::simd::avx512_t)->Apply(shapes);
-BENCHMARK_TEMPLATE(BM_WindowScoring, infokv::simd::avx2_t)->Apply(shapes);
-BENCHMARK_TEMPLATE(BM_WindowScoring, infokv::simd::scalar_t)->ArgNames({"model", "tokens"})->Args({0, 4096})->Args({1, 4096})->Unit(benchmark::kMillisecond);
+#if defined(__x86_64__)
+BENCHMARK(BM_AmxTilePeak)->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(BM_WindowScoring, infokv::simd::amx_t, infokv::bfloat16)->Apply(shapes);
+BENCHMARK_TEMPLATE(BM_WindowScoring, infokv::simd::amx_t, infokv::half)->Apply(shapes);
+#endif
+BENCHMARK_TEMPLATE(BM_WindowScoring, infokv::simd::avx512_t, infokv::bfloat16)->Apply(shapes);
+BENCHMARK_TEMPLATE(BM_WindowScoring, infokv::simd::avx512_t, infokv::half)->Apply(shapes);
+BENCHMARK_TEMPLATE(BM_WindowScoring, infokv::simd::avx2_t, infokv::bfloat16)->Apply(shapes);
+BENCHMARK_TEMPLATE(BM_WindowScoring, infokv::simd::scalar_t, infokv::bfloat16)->ArgNames({"model", "tokens"})->Args({0, 4096})->Args({1, 4096})->Unit(benchmark::kMillisecond);
 BENCHMARK_MAIN();

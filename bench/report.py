@@ -37,7 +37,7 @@ def find(med, pattern):
 
 
 # The widest ISA this CPU ran: the binaries hold every ISA's kernels and skip those the CPU lacks.
-ISAS = (("avx512_t", "AVX-512"), ("avx2_t", "AVX2"), ("scalar_t", "scalar"))
+ISAS = (("amx_t", "AMX"), ("avx512_t", "AVX-512"), ("avx2_t", "AVX2"), ("scalar_t", "scalar"))
 
 
 def widest(med, pattern):
@@ -59,12 +59,31 @@ rows = []
 ctx, att = load("attention")
 for m in ("0", "1"):
     for t in ("4096", "32768", "131072"):
-        ours, isa = widest(att, rf"BM_WindowScoring<infokv::simd::{{isa}}>/model:{m}/tokens:{t}")
+        ours, isa = widest(att, rf"BM_WindowScoring<infokv::simd::{{isa}}, infokv::bfloat16>/model:{m}/tokens:{t}")
         eig = find(att, rf"BM_EigenSgemm/model:{m}/tokens:{t}")
         r = ours["GFLOPS"] / eig["GFLOPS"]
-        rows.append((f"window scoring ({isa}), " + MODELS[m] + f", T={int(t)//1024}K",
+        rows.append((f"window scoring ({isa}, bf16), " + MODELS[m] + f", T={int(t)//1024}K",
                      f"{ours['GFLOPS']:.1f} GFLOP/s vs Eigen sgemm {eig['GFLOPS']:.1f}", f"{r:.2f}", ">= 0.70",
                      verdict(r, 0.70)))
+# AMX (where the CPU has it): against the AVX-512 kernel on the same shape and cache type, and
+# against the tile loop's peak, all in the same run.
+try:
+    peak = find(att, r"BM_AmxTilePeak")["GFLOPS"]
+except KeyError:
+    peak = None
+if peak:
+    for elem in ("bfloat16", "half"):
+        for m in ("0", "1"):
+            for t in ("4096", "32768", "131072"):
+                amx = find(att, rf"BM_WindowScoring<infokv::simd::amx_t, infokv::{elem}>/model:{m}/tokens:{t}")
+                avx = find(att, rf"BM_WindowScoring<infokv::simd::avx512_t, infokv::{elem}>/model:{m}/tokens:{t}")
+                name = f"window scoring (AMX, {'bf16' if elem == 'bfloat16' else 'f16'}), {MODELS[m]}, T={int(t)//1024}K"
+                r = amx["GFLOPS"] / avx["GFLOPS"]
+                rows.append((name + " vs AVX-512", f"{amx['GFLOPS']:.0f} GFLOP/s vs {avx['GFLOPS']:.0f}", f"{r:.2f}",
+                             ">= 5", verdict(r, 5.0)))
+                f = amx["GFLOPS"] / peak
+                rows.append((name + " vs AMX peak", f"{amx['GFLOPS']:.0f} GFLOP/s vs tile loop {peak:.0f}", f"{f:.2f}",
+                             ">= 0.25", verdict(f, 0.25)))
 
 _, keys = load("keys")
 stream = find(keys, r"Limit_StreamRead")["bytes_per_second"]
@@ -146,7 +165,7 @@ for m in ("0", "1"):
 # Breakdown of the Llama-3.1-8B 32K event from its parts, each measured above on the same shape.
 m = kModels = None
 llama = next(s for n, t, s in event_rows if n == MODELS["0"])
-scoring = seconds(widest(att, r"BM_WindowScoring<infokv::simd::{isa}>/model:0/tokens:32768")[0]) * 32 * 8
+scoring = seconds(widest(att, r"BM_WindowScoring<infokv::simd::{isa}, infokv::bfloat16>/model:0/tokens:32768")[0]) * 32 * 8
 select = seconds(widest(sel, r"BM_TopKSelect<infokv::simd::{isa}>/tokens:32768")[0]) * 32
 compaction = seconds(find(comp, r"BM_Compaction<infokv::layout_nhd>/model:0/tokens:32768/runs:0")) * 32
 rest = llama - scoring - select - compaction

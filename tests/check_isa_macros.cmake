@@ -1,10 +1,10 @@
-# Fails when a header other than simd/isa.hpp tests an __AVX*__ macro.
+# Fails when a header other than simd/isa.hpp tests an __AVX*__ or __AMX*__ macro.
 file(GLOB_RECURSE _hdrs ${INCLUDE_DIR}/infokv/*.hpp)
 foreach(h IN LISTS _hdrs)
   if(h MATCHES "simd/isa.hpp$")
     continue()
   endif()
-  file(STRINGS ${h} _hits REGEX "__AVX")
+  file(STRINGS ${h} _hits REGEX "__AVX|__AMX")
   if(_hits)
     message(FATAL_ERROR "${h} tests an ISA macro: ${_hits}")
   endif()

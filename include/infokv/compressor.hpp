@@ -47,6 +47,7 @@
 #include "infokv/select/keep_set.hpp"
 #include "infokv/select/stream_targets.hpp"
 #include "infokv/select/top_k.hpp"
+#include "infokv/simd/kernels.hpp"
 #include "infokv/sequence_state.hpp"
 #include "infokv/signals.hpp"
 #include "infokv/status.hpp"
@@ -191,6 +192,8 @@ class compressor {
                                   const step_signals& sig) const noexcept {
     const detail::sequence_data& d = st.data();
     INFOKV_TRY(can_implement());
+    // The ISA's OS state (AMX tiles) before anything is recorded: a refusal changes nothing.
+    if (!simd::prepare(Isa{})) return errc::isa_not_permitted;
     INFOKV_TRY(validate_view_shape(view, shape_));
     if (config_.apply == apply_mode::reindex && (view.page_size() != 1 || view.dense()))
       return errc::unsupported_view;

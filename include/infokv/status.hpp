@@ -35,6 +35,7 @@ enum class errc : std::int32_t {
   cuda_error,
   rope_not_stated,          // the policy needs the model's RoPE and compress_config::rope does not say
   unsupported_view,         // apply_mode::reindex on a view that is not cell-addressed (page_size 1, CSR)
+  isa_not_permitted,        // the OS refused what the built-for ISA needs (AMX tile data permission)
 };
 
 [[nodiscard]] constexpr std::string_view to_string(errc e) noexcept {
@@ -62,6 +63,8 @@ enum class errc : std::int32_t {
       return "the policy needs the model's RoPE: set compress_config::rope (theta and pairing) to the engine's values";
     case errc::unsupported_view:
       return "apply_mode::reindex needs a cell-addressed view: page_size 1 and a CSR page table";
+    case errc::isa_not_permitted:
+      return "the OS refused the AMX tile state (arch_prctl ARCH_REQ_XCOMP_PERM): build for another ISA";
   }
   return "unknown error";
 }

@@ -290,7 +290,7 @@ TEST_F(BadInputTest, SchedulesAtAGranularityThatCannotHoldThem) {
 }
 
 TEST(StatusTest, EveryCodeHasAMessage) {
-  for (int i = 0; i <= static_cast<int>(errc::unsupported_view); ++i) {
+  for (int i = 0; i <= static_cast<int>(errc::isa_not_permitted); ++i) {
     const auto m = infokv::to_string(static_cast<errc>(i));
     EXPECT_FALSE(m.empty());
     EXPECT_NE(m, "unknown error");

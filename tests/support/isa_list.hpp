@@ -13,11 +13,25 @@
 
 namespace infokv_test {
 
-#if defined(__x86_64__) || defined(__i386__)
+#if defined(__x86_64__)
+using all_isas =
+    ::testing::Types<infokv::simd::scalar_t, infokv::simd::avx2_t, infokv::simd::avx512_t, infokv::simd::amx_t>;
+#elif defined(__i386__)
 using all_isas = ::testing::Types<infokv::simd::scalar_t, infokv::simd::avx2_t, infokv::simd::avx512_t>;
 #else
 using all_isas = ::testing::Types<infokv::simd::scalar_t>;
 #endif
+
+/// Relative tolerance of a window-attention score against the FP32 scalar oracle. The vector
+/// ISAs compute the logits in FP32; AMX multiplies bf16 parts (simd/amx.hpp), each logit within
+/// 2^-14 of sum |q_d k_d| (held by tests/simd/amx_test.cpp), which moves a probability by up to a
+/// few 1e-4 of itself at the sweep's magnitudes.
+template <class Isa>
+inline constexpr double window_score_rel_tolerance =
+#if defined(__x86_64__)
+    std::is_base_of_v<infokv::simd::amx_t, Isa> ? 5e-4 :
+#endif
+                                                  1e-5;
 
 /// Readable typed-test names: the ISA's own name.
 struct isa_name {

@@ -82,8 +82,9 @@ template <class View, class Isa>
 }
 
 /// Window attention as GEMM, key-major: S^T = K Q^T with the M = G x (used window queries)
-/// query rows pre-scaled by 1/sqrt(D) and packed once into 32-column panels, and the keys read
-/// once, up to 12 at a time, converted to float in L1 and multiplied against every panel. Logits
+/// query rows pre-scaled by 1/sqrt(D) and packed once by the ISA's product (simd::
+/// pack_window_queries: float panels, or bf16 parts for AMX tiles), and the keys read once, a
+/// block at a time, converted in L1 and multiplied against every packed row (simd::window_logits). Logits
 /// are kept per chunk of keys with each column's chunk maximum; exp is taken per chunk while it
 /// is in cache; the global softmax normalisation is folded into one factor per (chunk, column),
 /// and the window / group mean of key i is one dot product of its row with its chunk's factors.
@@ -113,37 +114,38 @@ template <class View, class Isa>
   const auto lay = window_attention_scratch::of(T, D, M);
   INFOKV_ASSERT(lay.end <= ctx.scratch.size(), "scratch is smaller than the window-attention layout");
   const std::size_t Mp = lay.mp, chunks = lay.chunks;
+  if (!simd::prepare(Isa{})) return errc::isa_not_permitted;
   float* const base = ctx.scratch.data();
   float* qp = base + lay.queries;
   float* qpos = base + lay.query_pos;
+  float* qslot = base + lay.query_slot;
   float* kbuf = base + lay.key_block;
   float* e = base + lay.logits;
   float* cmax = base + lay.chunk_max;
   float* csum = base + lay.chunk_sum;
   float* gmax = base + lay.row_max;
   float* gsum = base + lay.row_sum;
-  // Pack the query rows: column r = (query u, head g) -> panel r / 32, lane r % 32.
+  // Query rows: row u = (used query u / G, head u % G), packed once by the ISA's product.
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   const std::size_t q_first = (ctx.kv_head_offset + head) * G;
-  std::fill(qp, qp + Mp * D, 0.0f);
   std::int32_t min_qpos = newest_pos;
   for (std::size_t t = 0, u = 0; t < ctx.window_count; ++t) {
     if (!used_query(t)) continue;
     min_qpos = std::min(min_qpos, ctx.window_positions[t]);
     for (std::size_t g = 0; g < G; ++g, ++u) {
-      const float* src = ctx.window_query(t, q_first + g);
-      const std::size_t p = u / simd::panel_width, lane = u % simd::panel_width;
-      for (std::size_t d = 0; d < D; ++d) qp[(p * D + d) * simd::panel_width + lane] = src[d] * scale;
       qpos[u] = std::bit_cast<float>(ctx.window_positions[t]);
+      qslot[u] = std::bit_cast<float>(static_cast<std::int32_t>(t));
     }
   }
+  const auto query_row = [&](std::size_t u) {
+    return ctx.window_query(static_cast<std::size_t>(std::bit_cast<std::int32_t>(qslot[u])), q_first + u % G);
+  };
+  simd::pack_window_queries(Isa{}, Isa{}, query_row, M, D, scale, qp, Mp);
   for (std::size_t c = 0; c < chunks; ++c) {
     const std::size_t i0 = c * attention_key_chunk, i1 = std::min(T, i0 + attention_key_chunk);
-    for (std::size_t b = i0; b < i1; b += attention_key_block) {
-      const std::size_t nb = std::min(attention_key_block, i1 - b);
-      for (std::size_t j = 0; j < nb; ++j) simd::to_float_row(Isa{}, ctx.kv.key(b + j, head), kbuf + j * D, D);
-      simd::gemm_packed(Isa{}, kbuf, nb, D, qp, Mp, D, e + b * Mp, Mp);  // rows b .. b + nb - 1 only
-    }
+    // Logit rows i0 .. i1 - 1 only: a chunk's keys never spill into the next chunk's rows.
+    simd::window_logits(Isa{}, Isa{}, [&](std::size_t j) { return ctx.kv.key(i0 + j, head); }, i1 - i0, D, qp, Mp,
+                        kbuf, e + i0 * Mp);
     // Causal mask: only keys newer than the oldest used query can be masked.
     for (std::size_t i = i0; i < i1; ++i) {
       if (ctx.positions[i] <= min_qpos) continue;

@@ -8,12 +8,14 @@
 #include <cstddef>
 
 #include "infokv/config.hpp"
+#include "infokv/simd/window_product.hpp"
 
 INFOKV_BEGIN_NAMESPACE
 
-/// Keys the window-attention kernel converts and multiplies at once (at most), and keys per
-/// softmax chunk. The two are independent: a block never crosses its chunk's end.
-inline constexpr std::size_t attention_key_block = 12;
+/// Keys the vector ISAs' window-attention product converts and multiplies at once (at most; AMX
+/// takes simd::tile_key_block), and keys per softmax chunk. The two are independent: a block
+/// never crosses its chunk's end.
+inline constexpr std::size_t attention_key_block = simd::vector_key_block;
 inline constexpr std::size_t attention_key_chunk = 1024;
 
 /// Where the window-attention kernel keeps each of its arrays in scratch (offsets in floats), for
@@ -22,9 +24,10 @@ inline constexpr std::size_t attention_key_chunk = 1024;
 struct window_attention_scratch {
   std::size_t mp = 0;          // query rows rounded up to the 32-column panels
   std::size_t chunks = 0;      // softmax chunks of attention_key_chunk keys
-  std::size_t queries = 0;     // [Mp / 32][D][32] packed, pre-scaled query rows
+  std::size_t queries = 0;     // pre-scaled query rows packed by the ISA's product (window_product.hpp)
   std::size_t query_pos = 0;   // [Mp] position of each row's query (int32 bits)
-  std::size_t key_block = 0;   // [attention_key_block][D] keys converted to float
+  std::size_t query_slot = 0;  // [Mp] window slot of each row's query (int32 bits)
+  std::size_t key_block = 0;   // one block of keys in the ISA's product's form
   std::size_t logits = 0;      // [tokens][Mp] logits, then exp per chunk
   std::size_t chunk_max = 0;   // [chunks][Mp] maximum per chunk, then each chunk's factor
   std::size_t chunk_sum = 0;   // [chunks][Mp] sum of exponentials per chunk
@@ -38,9 +41,10 @@ struct window_attention_scratch {
     w.mp = (query_rows + 31) / 32 * 32;
     w.chunks = (tokens + attention_key_chunk - 1) / attention_key_chunk;
     w.queries = 0;
-    w.query_pos = w.queries + w.mp * head_dim;
-    w.key_block = w.query_pos + w.mp;
-    w.logits = w.key_block + attention_key_block * head_dim;
+    w.query_pos = w.queries + simd::window_query_pack_floats(w.mp, head_dim);
+    w.query_slot = w.query_pos + w.mp;
+    w.key_block = w.query_slot + w.mp;
+    w.logits = w.key_block + simd::window_key_block_floats(head_dim);
     w.chunk_max = w.logits + tokens * w.mp;
     w.chunk_sum = w.chunk_max + w.chunks * w.mp;
     w.row_max = w.chunk_sum + w.chunks * w.mp;

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Every kernel for every instruction set the library has: the scalar reference and, on x86-64,
-// the AVX2 and AVX-512 overloads. Algorithms call simd::kernel(Isa{}, ...) with the Isa they
+// the AVX2, AVX-512 and AMX overloads. Algorithms call simd::kernel(Isa{}, ...) with the Isa they
 // were instantiated for (simd::native_isa by default), so the choice is made at compile time
 // and is part of every mangled name. Composite kernels built from the primitives live here.
 #pragma once
@@ -18,6 +18,10 @@
 #include "infokv/simd/avx2.hpp"
 #include "infokv/simd/avx512.hpp"
 #endif
+#if defined(__x86_64__)
+#include "infokv/simd/amx.hpp"
+#endif
+#include "infokv/simd/window_product.hpp"
 
 INFOKV_BEGIN_NAMESPACE
 namespace simd {
@@ -57,6 +61,33 @@ template <class Isa>
   double z = 0.0, weighted = 0.0;
   exp_moments(isa, top, c, m, z, weighted);
   return static_cast<float>(std::max(0.0, std::log(z) - weighted / z));
+}
+
+/// The window-logit product of the vector ISAs (the first argument: scalar_t and every tag derived
+/// from it that brings no product of its own). Packs the M query rows row(u) (D floats each, times
+/// `scale`) as float panels [Mp / 32][D][32], zero padded.
+template <class Isa, class RowFn>
+inline void pack_window_queries(scalar_t, Isa, RowFn row, std::size_t M, std::size_t D, float scale, float* packed,
+                                std::size_t Mp) noexcept {
+  std::fill(packed, packed + Mp * D, 0.0f);
+  for (std::size_t u = 0; u < M; ++u) {
+    const float* q = row(u);
+    const std::size_t p = u / panel_width, lane = u % panel_width;
+    for (std::size_t d = 0; d < D; ++d) packed[(p * D + d) * panel_width + lane] = q[d] * scale;
+  }
+}
+
+/// e[i * Mp + r] = key(i) . packed row r for keys [0, n): keys converted to float vector_key_block
+/// at a time into `work` (window_key_block_floats(D) floats) and multiplied by the ISA's
+/// gemm_packed. Writes rows [0, n) of e only.
+template <class Isa, class KeyFn>
+inline void window_logits(scalar_t, Isa isa, KeyFn key, std::size_t n, std::size_t D, const float* packed,
+                          std::size_t Mp, float* work, float* e) noexcept {
+  for (std::size_t b = 0; b < n; b += vector_key_block) {
+    const std::size_t nb = std::min(vector_key_block, n - b);
+    for (std::size_t j = 0; j < nb; ++j) to_float_row(isa, key(b + j), work + j * D, D);
+    gemm_packed(isa, work, nb, D, packed, Mp, D, e + b * Mp, Mp);
+  }
 }
 
 }  // namespace simd
