@@ -142,11 +142,13 @@ template <std::size_t Parts, class T, class KeyFn>
   }
 }
 
-/// C tiles 0-3 += keys a (32 rows, tiles 4-5) x two 16-row query groups b0, b1 (tiles 6-7).
-[[INFOKV_AMX]] inline void multiply_step(const std::uint16_t* a, std::size_t a_stride, const std::uint16_t* b0,
-                                         const std::uint16_t* b1) noexcept {
+/// Tiles 4-5 = keys a (32 rows of 32 dims); tiles 6-7 = two 16-row query groups b0, b1; then
+/// C tiles 0-3 += their products. A key part is loaded once for every query part it meets.
+[[INFOKV_AMX]] inline void load_keys(const std::uint16_t* a, std::size_t a_stride) noexcept {
   _tile_loadd(4, a, a_stride);
   _tile_loadd(5, a + 16 * (a_stride / 2), a_stride);
+}
+[[INFOKV_AMX]] inline void multiply_queries(const std::uint16_t* b0, const std::uint16_t* b1) noexcept {
   _tile_loadd(6, b0, 64);
   _tile_loadd(7, b1, 64);
   _tile_dpbf16ps(0, 4, 6);
@@ -214,11 +216,13 @@ template <std::size_t Order = window_split_order, class Isa, class KeyFn>
       _tile_zero(2);
       _tile_zero(3);
       for (std::size_t s = 0; s < steps; ++s)
-        for (std::size_t i = 0; i < kKeyParts; ++i)
+        for (std::size_t i = 0; i < kKeyParts; ++i) {
+          amx_detail::load_keys(keys + i * key_plane + s * 32, Dp * 2);
           for (std::size_t j = 0; i + j <= Order && j < kQueryParts; ++j) {
             const std::uint16_t* qb = queries + j * query_plane + ((c / 16) * steps + s) * 512;
-            amx_detail::multiply_step(keys + i * key_plane + s * 32, Dp * 2, qb, qb + steps * 512);
+            amx_detail::multiply_queries(qb, qb + steps * 512);
           }
+        }
       float* out = e + b * Mp + c;
       if (nb == tile_key_block) {
         _tile_stored(0, out, ldc);
