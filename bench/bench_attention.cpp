@@ -48,6 +48,61 @@ void BM_WindowScoring(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * T));
 }
 
+/// The parts of window scoring on the same shape, per KV head: the product alone (keys read from
+/// one contiguous layer, logits into one 1,024-key chunk buffer that stays in cache, as the
+/// kernel's chunks do), and the column maximum + exponentials over T x Mp logits.
+template <class Isa, class Elem>
+void BM_WindowLogits(benchmark::State& state) {
+  if (!infokv_bench::cpu_runs<Isa>(state)) return;
+  if (!infokv::simd::prepare(Isa{})) {
+    state.SkipWithError("the OS refused the ISA's state (skipped)");
+    return;
+  }
+  const auto& m = kModels[static_cast<std::size_t>(state.range(0))].shape;
+  const auto T = static_cast<std::size_t>(state.range(1));
+  const std::size_t D = m.head_dim, M = m.group_size() * kWindow, Mp = (M + 31) / 32 * 32;
+  constexpr std::size_t kChunk = infokv::attention_key_chunk;
+  infokv_bench::pool_vector<Elem> keys(T * D);
+  infokv_bench::fill(keys, 1);
+  std::vector<float> queries(M * D);
+  infokv_bench::fill(queries, 2);
+  std::vector<float> packed(infokv::simd::window_query_pack_floats(Mp, D)),
+      work(infokv::simd::window_key_block_floats(D)), e(kChunk * Mp);
+  infokv::simd::pack_window_queries(Isa{}, Isa{}, [&](std::size_t u) { return queries.data() + u * D; }, M, D,
+                                    0.125f, packed.data(), Mp);
+  for (auto _ : state) {
+    for (std::size_t c = 0; c < T; c += kChunk)
+      infokv::simd::window_logits(Isa{}, Isa{}, [&](std::size_t j) { return keys.data() + (c + j) * D; },
+                                  std::min(kChunk, T - c), D, packed.data(), Mp, work.data(), e.data());
+    benchmark::DoNotOptimize(e.data());
+    benchmark::ClobberMemory();
+  }
+  const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(T) * static_cast<double>(D);
+  state.counters["GFLOPS"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+template <class Isa>
+void BM_WindowExp(benchmark::State& state) {
+  if (!infokv_bench::cpu_runs<Isa>(state)) return;
+  const auto& m = kModels[static_cast<std::size_t>(state.range(0))].shape;
+  const auto T = static_cast<std::size_t>(state.range(1));
+  const std::size_t M = m.group_size() * kWindow, Mp = (M + 31) / 32 * 32;
+  constexpr std::size_t kChunk = infokv::attention_key_chunk;
+  std::vector<float> e(kChunk * Mp), cmax(Mp), csum(Mp);
+  infokv_bench::fill(e, 3);
+  for (auto _ : state) {
+    for (std::size_t c = 0; c < T; c += kChunk) {
+      std::fill(cmax.begin(), cmax.end(), -1e30f);
+      std::fill(csum.begin(), csum.end(), 0.0f);
+      infokv::simd::column_max(Isa{}, e.data(), std::min(kChunk, T - c), Mp, Mp, cmax.data());
+      infokv::simd::exp_sub_rows(Isa{}, e.data(), std::min(kChunk, T - c), Mp, Mp, cmax.data(), csum.data());
+    }
+    benchmark::DoNotOptimize(csum.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * T * Mp));
+}
+
 void BM_EigenSgemm(benchmark::State& state) {
   const auto& m = kModels[static_cast<std::size_t>(state.range(0))].shape;
   const auto T = static_cast<Eigen::Index>(state.range(1));
@@ -121,7 +176,12 @@ BENCHMARK(BM_EigenSgemm)->Apply(shapes);
 BENCHMARK(BM_AmxTilePeak)->Unit(benchmark::kMillisecond);
 BENCHMARK_TEMPLATE(BM_WindowScoring, infokv::simd::amx_t, infokv::bfloat16)->Apply(shapes);
 BENCHMARK_TEMPLATE(BM_WindowScoring, infokv::simd::amx_t, infokv::half)->Apply(shapes);
+BENCHMARK_TEMPLATE(BM_WindowLogits, infokv::simd::amx_t, infokv::bfloat16)->Apply(shapes);
+BENCHMARK_TEMPLATE(BM_WindowLogits, infokv::simd::amx_t, infokv::half)->Apply(shapes);
 #endif
+BENCHMARK_TEMPLATE(BM_WindowLogits, infokv::simd::avx512_t, infokv::bfloat16)->Apply(shapes);
+BENCHMARK_TEMPLATE(BM_WindowLogits, infokv::simd::avx512_t, infokv::half)->Apply(shapes);
+BENCHMARK_TEMPLATE(BM_WindowExp, infokv::simd::avx512_t)->Apply(shapes);
 BENCHMARK_TEMPLATE(BM_WindowScoring, infokv::simd::avx512_t, infokv::bfloat16)->Apply(shapes);
 BENCHMARK_TEMPLATE(BM_WindowScoring, infokv::simd::avx512_t, infokv::half)->Apply(shapes);
 BENCHMARK_TEMPLATE(BM_WindowScoring, infokv::simd::avx2_t, infokv::bfloat16)->Apply(shapes);
