@@ -94,7 +94,7 @@ void expect_split_precision(std::size_t D) {
 
 TEST(AmxPrecision, LogitsWithinTheBoundAndOnePassIsNot) {
   if (!amx_usable()) GTEST_SKIP() << "AMX tiles are not available on this CPU / OS";
-  for (const std::size_t D : {8, 64, 96, 128}) {
+  for (const std::size_t D : {8u, 64u, 96u, 128u}) {
     expect_split_precision<infokv::half>(D);
     expect_split_precision<float>(D);
   }
@@ -107,7 +107,7 @@ TEST(AmxPrecision, LogitsWithinTheBoundAndOnePassIsNot) {
 TEST(AmxPrecision, PartialBlocksWriteOnlyTheirRows) {
   if (!amx_usable()) GTEST_SKIP() << "AMX tiles are not available on this CPU / OS";
   std::mt19937_64 rng(11);
-  for (const std::size_t T : {1, 15, 16, 17, 31, 33}) {
+  for (const std::size_t T : {1u, 15u, 16u, 17u, 31u, 33u}) {
     logit_case<infokv::half, 1> c(T, 64, 20, rng);
     EXPECT_LT(c.worst_relative_error(), kLogitBound) << "T " << T;
     // One extra row beyond T: rewrite with T - 1 keys into a NaN-filled buffer, row T-1 stays NaN.
