@@ -134,26 +134,23 @@ void expect_scores_match_oracle(std::size_t T, std::size_t D, std::size_t G, std
   std::vector<float> queries(W * G * D);
   for (auto& q : queries) q = 2.0f * N(rng);
   std::vector<float> scratch(infokv::window_attention_scratch_floats(T, D, G * W)), fast(T), ref(T), logits(T);
+  // The same stream and window for the AMX kernel and the scalar oracle.
+  const auto wire = [&](auto& c) {
+    c.kv = view_t(keys.data(), keys.data(), D * T, nullptr, 0, T, T, 1, D);
+    c.group_size = G;
+    c.num_q_heads = G;
+    c.positions = pos.data();
+    c.window_queries = queries.data();
+    c.window_positions = qpos.data();
+    c.window_count = W;
+    c.newest_query = W - 1;
+  };
   infokv::layer_context<view_t, amx_t> ctx;
-  ctx.kv = view_t(keys.data(), keys.data(), D * T, nullptr, 0, T, T, 1, D);
-  ctx.group_size = G;
-  ctx.num_q_heads = G;
-  ctx.positions = pos.data();
-  ctx.window_queries = queries.data();
-  ctx.window_positions = qpos.data();
-  ctx.window_count = W;
-  ctx.newest_query = W - 1;
+  wire(ctx);
   ctx.scratch = scratch;
   ASSERT_TRUE(infokv::detail::window_attention_mean_gemm(ctx, 0, W, fast.data()).ok());
   infokv::layer_context<view_t, simd::scalar_t> oracle;
-  oracle.kv = ctx.kv;
-  oracle.group_size = G;
-  oracle.num_q_heads = G;
-  oracle.positions = pos.data();
-  oracle.window_queries = queries.data();
-  oracle.window_positions = qpos.data();
-  oracle.window_count = W;
-  oracle.newest_query = W - 1;
+  wire(oracle);
   ASSERT_TRUE(infokv::detail::window_attention_mean_reference(
                   oracle, 0, W, infokv::group_reduction::mean_of_probabilities, false, ref.data(), logits.data())
                   .ok());
