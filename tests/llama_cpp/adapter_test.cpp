@@ -6,6 +6,7 @@
 // checks that after every call); two sequences in one batch compress independently; and what
 // the adapter cannot do right is one clear error.
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <iterator>
 #include <fstream>
@@ -168,13 +169,35 @@ TEST_P(EveryPolicy, StaysWithinBudgetAndEveryCellHoldsItsKey) {
 
 INSTANTIATE_TEST_SUITE_P(Policies, EveryPolicy,
                          ::testing::Values("infokv", "snapkv", "tova", "streamingllm", "knorm", "expected-attention",
-                                           "rkv", "random"),
+                                           "rkv", "random", "infokv:alpha=0.95:tau=1.5:top_k=all"),
                          [](const auto& param_info) {
                            std::string n = param_info.param;
                            for (char& ch : n)
-                             if (ch == '-') ch = '_';
+                             if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
                            return n;
                          });
+
+// Policy specs (llama-infokv-reason's variants): parameters reach the policy, and every mistake
+// in a spec is an error that names it.
+TEST(PolicySpec, ParsesInfoKVParametersAndRejectsMistakes) {
+  const auto p = llama_infokv::parse_policy_spec("infokv:alpha=0.8:tau=1.5:top_k=128");
+  EXPECT_FLOAT_EQ(p.alpha, 0.8f);
+  EXPECT_FLOAT_EQ(p.tau, 1.5f);
+  EXPECT_EQ(p.top_k, 128u);
+  EXPECT_EQ(llama_infokv::parse_policy_spec("infokv:top_k=all").top_k, 0u);
+  const auto d = llama_infokv::parse_policy_spec("infokv");
+  EXPECT_FLOAT_EQ(d.alpha, infokv::make_infokv().alpha);
+  EXPECT_EQ(d.top_k, infokv::make_infokv().entropy.top_k);
+  for (const char* bad : {"h2o", "infokv:beta=1", "infokv:alpha=1.5", "infokv:alpha=x", "infokv:alpha", "infokv:tau=-1",
+                          "infokv:top_k=0", "infokv:top_k=2.5", "snapkv:alpha=1", "infokv:alpha=0.9x"}) {
+    try {
+      (void)llama_infokv::parse_policy_spec(bad);
+      ADD_FAILURE() << "no error for " << bad;
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(std::string(bad).substr(0, 3)), std::string::npos) << e.what();
+    }
+  }
+}
 
 TEST_F(LlamaAdapter, TwoSequencesInOneBatchCompressIndependently) {
   llama_infokv::compression_settings s;
