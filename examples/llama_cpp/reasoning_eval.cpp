@@ -295,6 +295,10 @@ int main(int argc, char** argv) {
       return s.variant == "full" ? nullptr : llama_infokv::make_policy(s.variant, cfg, shape);
     };
     for (const auto& s : grid) {
+      if (s.budget && s.budget->tokens >= per_seq)
+        throw std::runtime_error("a budget of " + s.budget->label + " tokens is not below the most a sequence can hold (" +
+                                 std::to_string(per_seq) + ": the longest prompt + --n-predict + 8), so nothing would "
+                                 "be evicted: give a smaller budget or a larger --n-predict");
       const auto pol = policy_of(s, llama_infokv::config_of(settings_of(s), rope));
       if (pol != nullptr) {
         const infokv::status st = pol->can_implement();
