@@ -15,6 +15,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "../common/utf8.hpp"
 #include "gguf.hpp"
 #include "unicode_tables.hpp"
 
@@ -82,23 +83,7 @@ inline void decode_utf8(std::string_view s, std::vector<std::uint32_t>& cps, std
   offsets.push_back(s.size());
 }
 
-inline void append_utf8(std::string& out, std::uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
+using infokv_examples::append_utf8;
 
 }  // namespace unicode
 

@@ -14,6 +14,8 @@
 #include <variant>
 #include <vector>
 
+#include "../common/utf8.hpp"
+
 namespace llama_infokv {
 
 class json_error : public std::runtime_error {
@@ -150,24 +152,6 @@ class parser {
     return x;
   }
 
-  static void put_utf8(std::string& out, std::uint32_t cp) {
-    if (cp < 0x80) {
-      out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      out += static_cast<char>(0xC0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      out += static_cast<char>(0xE0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (cp >> 18));
-      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-  }
-
   std::string string() {
     ++i_;  // the opening quote
     std::string out;
@@ -199,7 +183,7 @@ class parser {
           } else if (cp >= 0xDC00 && cp < 0xE000) {
             fail("a lone surrogate in a \\u escape");
           }
-          put_utf8(out, cp);
+          infokv_examples::append_utf8(out, cp);
           break;
         }
         default: fail(std::string("an unknown escape '\\") + e + "'");

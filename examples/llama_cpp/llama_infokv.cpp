@@ -36,6 +36,7 @@
 #include <thread>
 #include <vector>
 
+#include "cli_common.hpp"
 #include "generate.hpp"
 #include "policies.hpp"
 
@@ -74,14 +75,8 @@ struct cli {
 }
 
 std::size_t to_size(const std::string& flag, const std::string& v) {
-  try {
-    std::size_t used = 0;
-    const long long x = std::stoll(v, &used);
-    if (used != v.size() || x < 0) throw std::invalid_argument(v);
-    return static_cast<std::size_t>(x);
-  } catch (const std::exception&) {
-    usage(flag + " needs a non-negative integer, got '" + v + "'");
-  }
+  if (const auto x = llama_infokv::parse_count(v)) return *x;
+  usage(flag + " needs a non-negative integer, got '" + v + "'");
 }
 
 cli parse(int argc, char** argv) {
@@ -130,10 +125,8 @@ cli parse(int argc, char** argv) {
     } else if (a == "--chunks") c.chunks = to_size(a, value());
     else if (a == "--dump") c.dump = value();
     else if (a == "--contexts" || a == "--policies") {
-      std::stringstream ss(value());
-      std::string item;
       if (a == "--contexts") c.contexts.clear(); else c.policies.clear();
-      while (std::getline(ss, item, ','))
+      for (const auto& item : llama_infokv::split_list(value()))
         if (a == "--contexts") c.contexts.push_back(to_size(a, item)); else c.policies.push_back(item);
     }
     else if (a == "--raw") c.raw = true;
@@ -156,14 +149,6 @@ cli parse(int argc, char** argv) {
   }
   if (c.run.n_batch == 0 || c.run.n_ctx == 0) usage("--ctx and --batch must be positive");
   return c;
-}
-
-struct model_deleter {
-  void operator()(llama_model* m) const noexcept { llama_model_free(m); }
-};
-
-void quiet_log(ggml_log_level level, const char* text, void*) {
-  if (level == GGML_LOG_LEVEL_ERROR) std::fputs(text, stderr);
 }
 
 void print_run(const char* label, const llama_model* model, const llama_infokv::run_result& r,
@@ -315,14 +300,7 @@ void perplexity(const cli& c, llama_model* model) {
 
 int main(int argc, char** argv) {
   const cli c = parse(argc, argv);
-  llama_log_set(quiet_log, nullptr);
-  llama_backend_init();
-  llama_model_params mp = llama_model_default_params();
-  // llama.cpp's repacked (AMX / extra buffer type) weight path crashes on batched prompts on AMX
-  // CPUs with GGML_NATIVE; the plain CPU path computes the same model (and on the AVX2 machine
-  // here it was also the faster one: 2K-token prefill of SmolLM2 at 106 tok/s against 61).
-  mp.use_extra_bufts = false;
-  std::unique_ptr<llama_model, model_deleter> model(llama_model_load_from_file(c.model.c_str(), mp));
+  const llama_infokv::model_ptr model = llama_infokv::load_model(c.model);
   if (!model) {
     std::fprintf(stderr, "error: cannot load '%s' as a GGUF model\n", c.model.c_str());
     return 1;
