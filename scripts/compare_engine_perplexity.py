@@ -14,23 +14,14 @@ too small). Exit 1 when a check fails:
 usage: compare_engine_perplexity.py LLAMA_DUMP ENGINE_DUMP --sinks N --recent N [--block 32]
 """
 import argparse
-import json
 import math
 import sys
 
+from jsonl_records import read_jsonl
+
 
 def load(path):
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                sys.exit(f"error: {path}:{n} is not JSON ({e}); a dump cut short?")
-    if not rows:
-        sys.exit(f"error: {path} holds no chunk")
+    rows = read_jsonl(path, "chunk")
     for r in rows:
         for key in ("chunk", "kept_after_prefill", "nll_full", "nll"):
             if key not in r:

@@ -19,8 +19,11 @@
 #              other policies, the second budget and the ablations are in "all".
 #   ablations  (~70 min) InfoKV's alpha 0.8 / 1, tau 0.5 / 1.5 and entropy over the top 128 / 512 /
 #              all tokens, at 128 tokens
-#   all        (~4 h) main, then KNorm, Expected Attention, Random and InfoKV alpha 0.9 at 128, every
-#              policy at 256 tokens, and the ablations
+#   all        (~4.5 h) main, then KNorm, Random and InfoKV alpha 0.9 at 128, every policy at 256
+#              tokens, the ablations, and Expected Attention at 128 with the full cache and InfoKV
+#              beside it, all three with --flash-attn (Expected Attention reads V rows, which
+#              llama.cpp keeps untransposed only with flash attention; the results say which path
+#              ran and the report pairs only within one)
 # Results are appended to OUT_DIR/results.jsonl and a rerun skips what is there, so a grid can be
 # stopped and resumed, or grown (--limit 64 adds problems 33-64 to every setting).
 set -euo pipefail
@@ -30,11 +33,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install_deps.sh python3-matplotlib python3-venv
 model=$(bash scripts/fetch_reasoning_model.sh "${INFOKV_REASONING_MODEL:-1.5b}")
 llama=$(bash scripts/llama_cpp/build_llama_cpp.sh)
-arch=$(bash scripts/cpu_arch.sh)
-cmake -S . -B build-demo -DCMAKE_BUILD_TYPE=Release -DINFOKV_BUILD_TESTS=OFF -DINFOKV_BUILD_BENCHMARKS=OFF \
-      -DINFOKV_INSTALL=OFF -DINFOKV_ENABLE_CUDA=OFF "-DCMAKE_CXX_FLAGS=${arch:+-march=$arch}" \
-      "-DINFOKV_LLAMA_CPP_PREFIX=$llama" >/dev/null
-cmake --build build-demo -j"$(nproc)" --target llama-infokv-reason
+prog=$(bash scripts/build_demo.sh llama-infokv-reason "$llama")
 mkdir -p "$out"
 set_file=${INFOKV_REASONING_SET:-}
 if [ -z "$set_file" ]; then
@@ -47,15 +46,16 @@ common=(--model "$model" --problems "$set_file" --out "$out/results.jsonl" --int
 grid=${INFOKV_REASONING_GRID:-main}
 case "$grid" in main|ablations|all) ;; *) echo "error: INFOKV_REASONING_GRID must be main, ablations or all" >&2; exit 2 ;; esac
 main=full,infokv:alpha=0.95,snapkv,rkv,streamingllm,tova
-rest=knorm,expected-attention,random,infokv:alpha=0.9
+rest=knorm,random,infokv:alpha=0.9
 ablations=infokv:alpha=0.8,infokv:alpha=1,infokv:alpha=0.95:tau=0.5,infokv:alpha=0.95:tau=1.5
 ablations=$ablations,infokv:alpha=0.95:top_k=128,infokv:alpha=0.95:top_k=512,infokv:alpha=0.95:top_k=all
-reason() { ./build-demo/examples/llama-infokv-reason "${common[@]}" "$@" | tee -a "$out/log.txt"; }
+reason() { "$prog" "${common[@]}" "$@" | tee -a "$out/log.txt"; }
 start=$(date +%s)
 [ "$grid" = ablations ] || reason --budgets 128 --variants "$main" "$@"
 [ "$grid" = all ] && reason --budgets 128 --variants "$rest" "$@"
 [ "$grid" = all ] && reason --budgets 256 --variants "${main#full,},$rest" "$@"
 [ "$grid" = main ] || reason --budgets 128 --variants "$ablations" "$@"
+[ "$grid" = all ] && reason --flash-attn --budgets 128 --variants full,infokv:alpha=0.95,expected-attention "$@"
 echo "wall time of the grid: $(( $(date +%s) - start )) s on $(nproc) cores" | tee -a "$out/log.txt"
 # Debian's python3-matplotlib lives with Debian's interpreter (another python3 may come first).
 py3=/usr/bin/python3

@@ -6,7 +6,7 @@
 //   llama-infokv-reason --model M.gguf --problems SET.jsonl --out RESULTS.jsonl
 //       [--variants full,infokv:alpha=0.95,snapkv,...] [--budgets 128,256,25%,12.5%] [--interval 128]
 //       [--n-predict 512] [--parallel 16] [--limit N] [--sinks 4] [--recent 64] [--threads N]
-//       [--instruction TEXT]
+//       [--instruction TEXT] [--flash-attn]
 //
 // The problem set is JSON Lines (examples/llama_cpp/problem_set.hpp): id, prompt, answer,
 // checker. Each prompt gets the instruction appended and goes through the model's chat template;
@@ -18,6 +18,9 @@
 // Budgets: a token count ("128": the sequence holds at most 128 + interval cells) or a share
 // of the tokens seen ("25%"). Compression runs every --interval decode steps (RPC's and
 // InfoKV's P), or sooner if a sequence exceeds its budget by more than the interval.
+// --flash-attn runs every variant (the full cache too) with llama.cpp's flash attention, which
+// stores V rows untransposed: Expected Attention reads V rows and runs only with it. Records of
+// the two attention paths never mix (the results say which, and resume counts only its own).
 //
 // One JSON object per (variant, budget, problem) is appended to --out; settings already in the
 // file are skipped, so an interrupted grid resumes. Each record says whether the answer was
@@ -39,6 +42,7 @@
 #include <vector>
 
 #include "answer_check.hpp"
+#include "cli_common.hpp"
 #include "generate.hpp"
 #include "json_value.hpp"
 #include "policies.hpp"
@@ -63,6 +67,7 @@ struct cli {
   std::size_t interval = 128, parallel = 16, limit = 0, sinks = 4, recent = 64;
   int n_predict = 512;
   int threads = 0;
+  bool flash_attn = false;
   std::string instruction = "Please reason step by step, and put your final answer within \\boxed{}.";
 };
 
@@ -72,29 +77,26 @@ struct cli {
                "usage: llama-infokv-reason --model M.gguf --problems SET.jsonl --out RESULTS.jsonl\n"
                "         [--variants full,infokv:alpha=0.95,snapkv,...] [--budgets 128,256,25%%,12.5%%] [--interval 128]\n"
                "         [--n-predict 512] [--parallel 16] [--limit N] [--sinks 4] [--recent 64] [--threads N]\n"
-               "         [--instruction TEXT]\n",
+               "         [--instruction TEXT] [--flash-attn]\n",
                why.c_str());
   std::exit(2);
 }
 
 std::size_t to_size(const std::string& flag, const std::string& v) {
-  std::size_t used = 0;
-  long long x = -1;
-  try {
-    x = std::stoll(v, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != v.size() || x < 0) usage(flag + " needs a non-negative integer, got '" + v + "'");
-  return static_cast<std::size_t>(x);
+  if (const auto x = llama_infokv::parse_count(v)) return *x;
+  usage(flag + " needs a non-negative integer, got '" + v + "'");
 }
 
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  for (std::string item; std::getline(ss, item, ',');)
-    if (!item.empty()) out.push_back(item);
-  return out;
+/// A comma list in which every item is named once: an empty item or a repeat is a slip on the
+/// command line (a variant given twice would run twice and write its records twice).
+std::vector<std::string> distinct_list(const std::string& flag, const std::string& v) {
+  std::vector<std::string> items = llama_infokv::split_list(v);
+  std::set<std::string> seen;
+  for (const auto& item : items) {
+    if (item.empty()) usage(flag + " has an empty item in '" + v + "'");
+    if (!seen.insert(item).second) usage(flag + " names '" + item + "' twice");
+  }
+  return items;
 }
 
 budget_arg parse_budget(const std::string& s) {
@@ -130,7 +132,7 @@ cli parse(int argc, char** argv) {
     if (a == "--model") c.model = value();
     else if (a == "--problems") c.problems = value();
     else if (a == "--out") c.out = value();
-    else if (a == "--variants") c.variants = split(value());
+    else if (a == "--variants") c.variants = distinct_list(a, value());
     else if (a == "--budgets") budgets = value();
     else if (a == "--interval") c.interval = to_size(a, value());
     else if (a == "--n-predict") c.n_predict = static_cast<int>(to_size(a, value()));
@@ -140,11 +142,12 @@ cli parse(int argc, char** argv) {
     else if (a == "--recent") c.recent = to_size(a, value());
     else if (a == "--threads") c.threads = static_cast<int>(to_size(a, value()));
     else if (a == "--instruction") c.instruction = value();
+    else if (a == "--flash-attn") c.flash_attn = true;
     else usage("unknown option '" + a + "'");
   }
   if (c.model.empty() || c.problems.empty() || c.out.empty()) usage("--model, --problems and --out are required");
   if (c.variants.empty()) usage("--variants names no variant");
-  for (const auto& b : split(budgets)) c.budgets.push_back(parse_budget(b));
+  for (const auto& b : distinct_list("--budgets", budgets)) c.budgets.push_back(parse_budget(b));
   if (c.interval == 0) usage("--interval must be positive");
   if (c.parallel == 0 || c.n_predict <= 0 || c.threads <= 0) usage("--parallel, --n-predict and --threads must be positive");
   for (const auto& v : c.variants) {
@@ -160,14 +163,6 @@ cli parse(int argc, char** argv) {
   });
   if (any_policy && c.budgets.empty()) usage("--budgets names no budget");
   return c;
-}
-
-struct model_deleter {
-  void operator()(llama_model* m) const noexcept { llama_model_free(m); }
-};
-
-void quiet_log(ggml_log_level level, const char* text, void*) {
-  if (level == GGML_LOG_LEVEL_ERROR) std::fputs(text, stderr);
 }
 
 std::uint64_t fnv1a(const std::vector<llama_token>& toks) {
@@ -193,10 +188,11 @@ std::string record_key(const std::string& variant, const std::string& budget, co
   return variant + '\x1f' + budget + '\x1f' + id;
 }
 
-/// The (variant, budget, id) triples already in the results file, for this model, interval and
-/// token limit (a record from another configuration does not count).
+/// The (variant, budget, id) triples already in the results file, for this model, interval, token
+/// limit and attention path (a record from another configuration does not count; a record without
+/// "flash_attn" predates the flag and ran without it).
 std::set<std::string> done_records(const std::string& path, const std::string& model_name, std::size_t interval,
-                                   int n_predict) {
+                                   int n_predict, bool flash_attn) {
   std::set<std::string> done;
   std::ifstream in(path);
   std::string line;
@@ -220,8 +216,10 @@ std::set<std::string> done_records(const std::string& path, const std::string& m
       const auto it = o.find(std::string_view(k));
       return it != o.end() && std::holds_alternative<double>(it->second.v) ? std::get<double>(it->second.v) : -1.0;
     };
+    const auto flash = o.find(std::string_view("flash_attn"));
+    const bool was_flash = flash != o.end() && std::holds_alternative<bool>(flash->second.v) && std::get<bool>(flash->second.v);
     if (str("model") != model_name || num("interval") != static_cast<double>(interval) ||
-        num("n_predict") != static_cast<double>(n_predict))
+        num("n_predict") != static_cast<double>(n_predict) || was_flash != flash_attn)
       continue;
     done.insert(record_key(str("variant"), str("budget"), str("id")));
   }
@@ -245,11 +243,7 @@ int main(int argc, char** argv) {
   }
   if (c.limit != 0 && problems.size() > c.limit) problems.resize(c.limit);
 
-  llama_log_set(quiet_log, nullptr);
-  llama_backend_init();
-  llama_model_params mp = llama_model_default_params();
-  mp.use_extra_bufts = false;  // as in llama-infokv: the repacked AMX path crashes on batched prompts
-  std::unique_ptr<llama_model, model_deleter> model(llama_model_load_from_file(c.model.c_str(), mp));
+  const llama_infokv::model_ptr model = llama_infokv::load_model(c.model);
   if (!model) {
     std::fprintf(stderr, "error: cannot load '%s' as a GGUF model\n", c.model.c_str());
     return 1;
@@ -301,13 +295,16 @@ int main(int argc, char** argv) {
                                  "be evicted: give a smaller budget or a larger --n-predict");
       const auto pol = policy_of(s, llama_infokv::config_of(settings_of(s), rope));
       if (pol != nullptr) {
+        if (pol->reads_values() && !c.flash_attn)
+          throw std::runtime_error("variant " + s.variant + " reads V rows, which llama.cpp stores transposed without "
+                                   "flash attention: give --flash-attn (every variant of the run then uses it)");
         const infokv::status st = pol->can_implement();
         if (!st) throw std::runtime_error("variant " + s.variant + " at budget " + s.budget_label() + ": " +
                                           std::string(st.message()));
       }
     }
 
-    const auto done = done_records(c.out, model_name, c.interval, c.n_predict);
+    const auto done = done_records(c.out, model_name, c.interval, c.n_predict, c.flash_attn);
     std::ofstream out(c.out, std::ios::app);
     if (!out) throw std::runtime_error("cannot write " + c.out);
     std::printf("%zu problems from %s (longest prompt %zu tokens), model %s; %zu settings, interval %zu, at most %d "
@@ -336,6 +333,7 @@ int main(int argc, char** argv) {
         o.threads = c.threads;
         o.n_ctx = static_cast<std::uint32_t>(n * per_seq);
         o.n_batch = 512;
+        o.flash_attn = c.flash_attn;
         std::optional<infokv_llama::adapter> ad;
         if (s.variant != "full") ad.emplace(model.get(), pol);
         const auto r = llama_infokv::run(model.get(), o, ad ? &*ad : nullptr);
@@ -369,7 +367,8 @@ int main(int argc, char** argv) {
           out << "{\"model\": " << llama_infokv::json_quote(model_name) << ", \"set\": " << llama_infokv::json_quote(set_name)
               << ", \"id\": " << llama_infokv::json_quote(p.id) << ", \"variant\": " << llama_infokv::json_quote(s.variant)
               << ", \"budget\": " << llama_infokv::json_quote(s.budget_label()) << ", \"interval\": " << c.interval
-              << ", \"n_predict\": " << c.n_predict << ", \"correct\": " << (correct ? "true" : "false")
+              << ", \"n_predict\": " << c.n_predict << ", \"flash_attn\": " << (c.flash_attn ? "true" : "false")
+              << ", \"correct\": " << (correct ? "true" : "false")
               << ", \"answered\": " << (boxed ? "true" : "false")
               << ", \"given\": " << (boxed ? llama_infokv::json_quote(*boxed) : std::string("null"))
               << ", \"reference\": " << llama_infokv::json_quote(p.answer) << ", \"prompt_tokens\": " << prompt_len

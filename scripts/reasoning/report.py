@@ -19,6 +19,9 @@ import os
 import re
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from jsonl_records import read_jsonl  # noqa: E402
+
 
 def wilson(k, n, z=1.959963984540054):
     if n == 0:
@@ -50,19 +53,7 @@ def budget_key(label):
 
 
 def load(paths):
-    rows = []
-    for p in paths:
-        with open(p, encoding="utf-8", errors="replace") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    sys.exit(f"error: {p}:{n}: not JSON ({e})")
-    if not rows:
-        sys.exit("error: no results in " + ", ".join(paths))
-    return rows
+    return [r for p in paths for r in read_jsonl(p, "results")]
 
 
 def main():
@@ -76,14 +67,15 @@ def main():
 
     groups = collections.defaultdict(lambda: collections.defaultdict(dict))  # config -> (variant, budget) -> id -> row
     for r in rows:
-        cfg = (r["model"], r["set"], r["interval"], r["n_predict"])
+        cfg = (r["model"], r["set"], r["interval"], r["n_predict"], bool(r.get("flash_attn", False)))
         groups[cfg][(r["variant"], r["budget"])][r["id"]] = r
 
     md, summary = [], []
     for cfg in sorted(groups):
-        model, pset, interval, n_predict = cfg
+        model, pset, interval, n_predict, flash = cfg
         settings = groups[cfg]
-        md.append(f"## {model} on {pset} (compression every {interval} decode steps, at most {n_predict} tokens)\n")
+        attn = ", flash attention" if flash else ""
+        md.append(f"## {model} on {pset} (compression every {interval} decode steps, at most {n_predict} tokens{attn})\n")
         md.append("| variant | budget | problems | right | accuracy (95% CI) | answered | tokens | stopped by limit | "
                   "evictions | within budget |")
         md.append("|---|---|---|---|---|---|---|---|---|---|")
@@ -93,7 +85,7 @@ def main():
                 rs = list(settings[(v, b)].values())
                 n, k = len(rs), sum(r["correct"] for r in rs)
                 lo, hi = wilson(k, n)
-                entry = dict(model=model, set=pset, interval=interval, n_predict=n_predict, variant=v, budget=b, problems=n,
+                entry = dict(model=model, set=pset, interval=interval, n_predict=n_predict, flash_attn=flash, variant=v, budget=b, problems=n,
                              right=k, accuracy=k / n, ci95=[lo, hi],
                              answered=sum(r["answered"] for r in rs) / n,
                              tokens=sum(r["tokens"] for r in rs) / n,
@@ -147,8 +139,9 @@ def main():
         print("matplotlib is not installed: no plots written", file=sys.stderr)
         return
     for cfg in sorted(groups):
-        model, pset, interval, n_predict = cfg
-        entries = [e for e in summary if (e["model"], e["set"], e["interval"], e["n_predict"]) == cfg]
+        model, pset, interval, n_predict, flash = cfg
+        entries = [e for e in summary
+                   if (e["model"], e["set"], e["interval"], e["n_predict"], e["flash_attn"]) == cfg]
         budgets = sorted({e["budget"] for e in entries if e["budget"] != "full"}, key=budget_key)
         if not budgets:
             continue
@@ -172,11 +165,12 @@ def main():
         ax.set_xticklabels([b if b.endswith("%") else f"{b} tokens" for b in budgets])
         ax.set_xlabel("KV budget (a share of the tokens seen, or a fixed number of tokens)")
         ax.set_ylabel("problems right (%), 95% Wilson interval")
-        ax.set_title(f"{model}, {pset}: every {interval} steps, at most {n_predict} tokens", fontsize=9)
+        attn = ", flash attention" if flash else ""
+        ax.set_title(f"{model}, {pset}: every {interval} steps, at most {n_predict} tokens{attn}", fontsize=9)
         ax.legend(fontsize=7, ncol=2)
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", f"accuracy-{model}-{pset}").replace(".gguf", "").replace(".jsonl", "")
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", f"accuracy-{model}-{pset}" + ("-flash" if flash else "")).replace(".gguf", "").replace(".jsonl", "")
         fig.savefig(os.path.join(a.out, stem + ".png"), dpi=110)
         plt.close(fig)
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # llama-infokv-reason on bad input: a malformed problem file, an unknown checker, an unknown policy
-# or parameter, a token budget that could never evict, a model without a chat template. Each must
-# end with exit status 1 (2 for a command-line error), one "error: ..." line naming the cause, and
-# no results file.
+# or parameter, a variant named twice, an empty budget item, a policy that reads V rows without
+# --flash-attn, a token budget that could never evict, a model without a chat template. Each must end with exit status 1 (2 for a command-line error),
+# one "error: ..." line naming the cause, and no results file.
 # usage: reasoning_bad_input.sh LLAMA_INFOKV_REASON MODEL DATA_DIR
 set -uo pipefail
 reason=$1 model=$2 data=$3
@@ -27,6 +27,10 @@ expect 1 "reasoning_unknown_checker.jsonl:1: unknown checker 'sympy'" --model "$
 expect 1 "cannot read the problem set" --model "$model" --problems "$tmp/absent.jsonl"
 expect 2 "unknown parameter 'beta'" --model "$model" --problems "$data/reasoning_problems.jsonl" --variants infokv:beta=1
 expect 2 "unknown policy 'h2o'" --model "$model" --problems "$data/reasoning_problems.jsonl" --variants h2o
+expect 2 "--variants names 'snapkv' twice" --model "$model" --problems "$data/reasoning_problems.jsonl" --variants snapkv,rkv,snapkv
+expect 2 "--budgets has an empty item" --model "$model" --problems "$data/reasoning_problems.jsonl" --budgets 128,,25%
+expect 1 "variant expected-attention reads V rows.*give --flash-attn" --model "$model" \
+  --problems "$data/reasoning_problems.jsonl" --variants full,expected-attention --budgets 80
 expect 1 "a budget of 4096 tokens is not below" --model "$model" --problems "$data/reasoning_problems.jsonl" --budgets 4096 \
   --variants snapkv --n-predict 64
 # The same model with its chat template's key renamed (same length, so the GGUF stays valid).
