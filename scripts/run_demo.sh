@@ -12,12 +12,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install_deps.sh
 model=$(bash scripts/fetch_reasoning_model.sh "${INFOKV_DEMO_MODEL:-1.5b}")
 llama=$(bash scripts/llama_cpp/build_llama_cpp.sh)
-# Kernels are chosen at compile time: build for this CPU's best x86-64 level.
-arch=$(bash scripts/cpu_arch.sh)
-cmake -S . -B build-demo -DCMAKE_BUILD_TYPE=Release -DINFOKV_BUILD_TESTS=OFF -DINFOKV_BUILD_BENCHMARKS=OFF \
-      -DINFOKV_INSTALL=OFF -DINFOKV_ENABLE_CUDA=OFF "-DCMAKE_CXX_FLAGS=${arch:+-march=$arch}" \
-      "-DINFOKV_LLAMA_CPP_PREFIX=$llama" >/dev/null
-cmake --build build-demo -j"$(nproc)" --target llama-infokv
-./build-demo/examples/llama-infokv generate --model "$model" --policy infokv --budget 160 --slack 16 --recent 32 \
+prog=$(bash scripts/build_demo.sh llama-infokv "$llama")
+"$prog" generate --model "$model" --policy infokv --budget 160 --slack 16 --recent 32 \
   --n-predict 512 --ctx 2048 --compare \
   --prompt "A shop sells pencils in packs of 12 for 3 dollars and single pencils for 40 cents each. Maya needs 70 pencils. What is the cheapest way for her to buy them, and how much does it cost? Think step by step." "$@"

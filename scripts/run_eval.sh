@@ -12,13 +12,10 @@ shift $(( $# >= 2 ? 2 : 1 ))
 cd "$(dirname "$0")/.."
 bash scripts/install_deps.sh python3-matplotlib
 model=$(bash scripts/fetch_model.sh)
-arch=$(bash scripts/cpu_arch.sh)
-cmake -S . -B build-demo -DCMAKE_BUILD_TYPE=Release -DINFOKV_BUILD_TESTS=OFF -DINFOKV_BUILD_BENCHMARKS=OFF \
-      -DINFOKV_INSTALL=OFF -DINFOKV_ENABLE_CUDA=OFF "-DCMAKE_CXX_FLAGS=${arch:+-march=$arch}" >/dev/null
-cmake --build build-demo -j"$(nproc)" --target infokv_eval
+prog=$(bash scripts/build_demo.sh infokv_eval)
 mkdir -p "$out"
 start=$(date +%s)
-./build-demo/examples/infokv_eval --model "$model" --text "$text" --out "$out" "$@" | tee "$out/log.txt"
+"$prog" --model "$model" --text "$text" --out "$out" "$@" | tee "$out/log.txt"
 echo "wall time of the evaluation: $(( $(date +%s) - start )) s on $(nproc) cores" | tee -a "$out/log.txt"
 # Debian's python3-matplotlib lives with Debian's interpreter (another python3 may come first).
 py=/usr/bin/python3

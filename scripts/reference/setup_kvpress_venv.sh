@@ -5,15 +5,6 @@
 # Created once, reused while the requirements file is unchanged. Prints the venv's python.
 # Directory: $INFOKV_REFERENCE_DIR, default ~/.cache/infokv/reference.
 set -euo pipefail
-req=$(cd "$(dirname "$0")" && pwd)/kvpress_requirements.txt
-dir=${INFOKV_REFERENCE_DIR:-$HOME/.cache/infokv/reference}/kvpress-venv
-stamp=$dir/requirements.sha256
-want=$(sha256sum "$req" | cut -d' ' -f1)
-if [ ! -x "$dir/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  rm -rf "$dir"
-  mkdir -p "$(dirname "$dir")"
-  python3 -m venv "$dir" >&2 || { apt-get install -y -q python3-venv >&2 && python3 -m venv "$dir" >&2; }
-  "$dir/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir -r "$req" >&2
-  echo "$want" > "$stamp"
-fi
-echo "$dir/bin/python"
+here=$(cd "$(dirname "$0")" && pwd)
+exec bash "$here/../python_venv.sh" "$here/kvpress_requirements.txt" \
+  "${INFOKV_REFERENCE_DIR:-$HOME/.cache/infokv/reference}/kvpress-venv"
