@@ -15,9 +15,11 @@ usage: compare_engine_perplexity.py LLAMA_DUMP ENGINE_DUMP --sinks N --recent N 
 """
 import argparse
 import math
+import os
 import sys
 
-from jsonl_records import read_jsonl
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from jsonl_records import read_jsonl  # noqa: E402
 
 
 def load(path):

@@ -5,8 +5,9 @@ import json
 import sys
 
 
-def read_jsonl(path, what="records"):
-    """The objects of `path` in file order; exits with an error when a line is not JSON or the file holds none."""
+def read_jsonl(path, what="records", allow_empty=False):
+    """The objects of `path` in file order; exits with an error when a line is not JSON or (unless
+    allow_empty) the file holds none."""
     rows = []
     with open(path, encoding="utf-8", errors="replace") as f:
         for n, line in enumerate(f, 1):
@@ -16,6 +17,6 @@ def read_jsonl(path, what="records"):
                 rows.append(json.loads(line))
             except json.JSONDecodeError as e:
                 sys.exit(f"error: {path}:{n}: not JSON ({e}); a file cut short?")
-    if not rows:
+    if not rows and not allow_empty:
         sys.exit(f"error: {path} holds no {what}")
     return rows

@@ -19,8 +19,8 @@
 #              other policies, the second budget and the ablations are in "all".
 #   ablations  (~70 min) InfoKV's alpha 0.8 / 1, tau 0.5 / 1.5 and entropy over the top 128 / 512 /
 #              all tokens, at 128 tokens
-#   all        (~4.5 h) main, then KNorm, Random and InfoKV alpha 0.9 at 128, every policy at 256
-#              tokens, the ablations, and Expected Attention at 128 with the full cache and InfoKV
+#   all        (~4.5 h) main, then KNorm, Random and InfoKV alpha 0.9 at 128, all of these and the
+#              main grid's policies at 256 tokens, the ablations, and Expected Attention at 128 with the full cache and InfoKV
 #              beside it, all three with --flash-attn (Expected Attention reads V rows, which
 #              llama.cpp keeps untransposed only with flash attention; the results say which path
 #              ran and the report pairs only within one)

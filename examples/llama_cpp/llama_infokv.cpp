@@ -126,8 +126,10 @@ cli parse(int argc, char** argv) {
     else if (a == "--dump") c.dump = value();
     else if (a == "--contexts" || a == "--policies") {
       if (a == "--contexts") c.contexts.clear(); else c.policies.clear();
-      for (const auto& item : llama_infokv::split_list(value()))
+      for (const auto& item : llama_infokv::split_list(value())) {
+        if (item.empty()) usage(a + " has an empty item");
         if (a == "--contexts") c.contexts.push_back(to_size(a, item)); else c.policies.push_back(item);
+      }
     }
     else if (a == "--raw") c.raw = true;
     else if (a == "--compare") c.compare = true;
@@ -135,6 +137,19 @@ cli parse(int argc, char** argv) {
     else usage("unknown option '" + a + "'");
   }
   if (c.model.empty()) usage("--model is required");
+  // Every policy named is checked before the model loads, so a typo in the third of --policies
+  // is not found after the first two have run. Exit status 1, one error line, as the engine does
+  // for an unknown policy (CTest infokv_llama_infokv_error_unknown_policy).
+  std::vector<std::string> named = c.policies;
+  named.push_back(c.policy);
+  for (const auto& p : named) {
+    try {
+      (void)llama_infokv::parse_policy_spec(p);
+    } catch (const std::invalid_argument& e) {
+      std::fprintf(stderr, "error: %s\n", e.what());
+      std::exit(1);
+    }
+  }
   if (c.command == "generate" && c.prompts.empty()) usage("give at least one --prompt or --prompt-file");
   if (c.command != "generate" && c.text.empty()) usage(c.command + " needs --text FILE");
   if (c.command != "generate" && !(c.ratio > 0.0 && c.ratio <= 1.0)) usage("--ratio must lie in (0, 1]");

@@ -3,13 +3,14 @@
 
   report.py RESULTS.jsonl [MORE.jsonl ...] --out DIR [--reference infokv:alpha=0.95]
 
-Per (model, problem set, interval, token limit) and setting (variant, budget): accuracy with a 95%
+Per (model, problem set, interval, token limit, attention path) and setting (variant, budget): accuracy with a 95%
 Wilson interval, answers given, tokens generated, the share stopped by the token limit, evictions
 and whether every step kept the budget. Then every variant against the reference variant on the
 same problems at the same budget: problems only the reference gets right (b), only the other gets
 right (c), and the exact two-sided McNemar p-value (binomial test of b against b + c at 1/2).
-Writes DIR/report.md, DIR/summary.json and one accuracy-vs-budget plot per model and set
-(DIR/accuracy-<model>-<set>.png; needs matplotlib, skipped with a note when it is absent).
+Writes DIR/report.md, DIR/summary.json and one accuracy-vs-budget plot per model, set and attention
+path (DIR/accuracy-<model>-<set>[-flash].png; needs matplotlib, skipped with a note when it is
+absent).
 """
 import argparse
 import collections
@@ -53,7 +54,10 @@ def budget_key(label):
 
 
 def load(paths):
-    return [r for p in paths for r in read_jsonl(p, "results")]
+    rows = [r for p in paths for r in read_jsonl(p, allow_empty=True)]
+    if not rows:
+        sys.exit("error: no results in " + ", ".join(paths))
+    return rows
 
 
 def main():

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # llama-infokv-reason on bad input: a malformed problem file, an unknown checker, an unknown policy
 # or parameter, a variant named twice, an empty budget item, a policy that reads V rows without
-# --flash-attn, a token budget that could never evict, a model without a chat template. Each must end with exit status 1 (2 for a command-line error),
-# one "error: ..." line naming the cause, and no results file.
+# --flash-attn, a token budget that could never evict, a model without a chat template. Each must
+# end with exit status 1 (2 for a command-line error), one "error: ..." line naming the cause, and
+# no results file.
 # usage: reasoning_bad_input.sh LLAMA_INFOKV_REASON MODEL DATA_DIR
 set -uo pipefail
 reason=$1 model=$2 data=$3
