@@ -164,7 +164,9 @@ def main():
             hi = [100 * (pts[b]["ci95"][1] - pts[b]["accuracy"]) if b in pts else 0 for b in budgets]
             off = (k - (len(variants) - 1) / 2) * 0.04
             style = dict(lw=2.5, marker="o") if v.startswith("infokv") else dict(lw=1, marker=".", ls="--")
-            ax.errorbar([x + off for x in xs], ys, yerr=[lo, hi], capsize=2, label=v, **style)
+            # tab20: a grid with its ablations has more variants than the default cycle's 10 colours.
+            ax.errorbar([x + off for x in xs], ys, yerr=[lo, hi], capsize=2, label=v, color=plt.cm.tab20.colors[k % 20],
+                        **style)
         ax.set_xticks(xs)
         ax.set_xticklabels([b if b.endswith("%") else f"{b} tokens" for b in budgets])
         ax.set_xlabel("KV budget (a share of the tokens seen, or a fixed number of tokens)")
